@@ -1,0 +1,53 @@
+# agml: `make reproduce` (the Fashion-MNIST main job) and `make test`.
+
+CARGO    ?= cargo
+AGML     := target/release/agml
+RESULTS  ?= results
+PAPER    ?= paper
+JOBS     ?= 2
+FMNIST   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: all build data reproduce report smoke test lint clean-smoke
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# Fashion-MNIST from Debian (dataset-fashion-mnist); installed when missing and we are root.
+data:
+	@if [ ! -f $(FMNIST) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing dataset-fashion-mnist"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	  else \
+	    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (or 'make data' as root)"; \
+	    exit 2; \
+	  fi; \
+	fi
+
+# The main job: train every pending cell of the Fashion-MNIST matrix, then write its tables.
+reproduce: data build
+	$(AGML) run experiments/fashion-mnist.toml --results $(RESULTS) --jobs $(JOBS)
+	$(AGML) report experiments/fashion-mnist.toml --results $(RESULTS) --out $(PAPER)
+	@echo "table: $(PAPER)/tables/fashion-mnist.md"
+
+# Tables from stored results only (no training).
+report: build
+	$(AGML) report experiments/fashion-mnist.toml --results $(RESULTS) --out $(PAPER)
+
+# Seconds: the two-cell smoke matrix into its own store.
+smoke: data build
+	$(AGML) run experiments/smoke.toml --results $(RESULTS)/smoke --jobs $(JOBS)
+	$(AGML) report experiments/smoke.toml --results $(RESULTS)/smoke --out $(RESULTS)/smoke/paper
+
+# Unit tests beside the code and end-to-end tests in tests/ (release: the same build as `make reproduce`).
+test: data
+	$(CARGO) test --release
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+clean-smoke:
+	rm -rf $(RESULTS)/smoke

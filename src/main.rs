@@ -1,0 +1,255 @@
+//! The `agml` command line: one verb, one call into the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use agml::error::{BadInput, is_bad_input};
+use agml::matrix::{CellFilter, Matrix};
+use agml::progress::Progress;
+use agml::report::{SummaryTable, collect_runs, write_summary_tables};
+use agml::schedule::{RunOptions, plan, run_cells};
+use agml::store::{RunState, RunStore};
+use agml::train::Backend;
+use clap::{Parser, Subcommand};
+
+/// Reproducible deep metric learning experiments (attentive grouping).
+#[derive(Parser)]
+#[command(name = "agml", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the cells of a matrix with their state (done, pending, failed, stale).
+    Plan {
+        matrix: PathBuf,
+        /// Select cells: KEY=VAL[,KEY=VAL..] over the axes; repeat to add selections.
+        #[arg(long)]
+        only: Vec<String>,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// One JSON array of {hash, status, cell}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the pending cells of a matrix (finished cells are never redone without --force).
+    Run {
+        matrix: PathBuf,
+        #[arg(long)]
+        only: Vec<String>,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// flex (pure Rust CPU) or tch (libtorch; needs the `tch` feature).
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Cells trained at the same time.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Redo selected cells that are already done.
+        #[arg(long)]
+        force: bool,
+        /// Redo selected cells made under another training-semantics version.
+        #[arg(long)]
+        rerun_stale: bool,
+    },
+    /// Count the cells of a matrix by state and show failures with their reasons.
+    Status {
+        matrix: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the comparison tables of a matrix from stored artifacts (never trains).
+    Report {
+        matrix: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long, default_value = "paper")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let progress = Progress::new();
+    progress.init_logging();
+    match execute(cli.command, &progress) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(if is_bad_input(&error) { 2 } else { 1 })
+        }
+    }
+}
+
+fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Plan {
+            matrix,
+            only,
+            results,
+            json,
+        } => {
+            let matrix = Matrix::load(&matrix)?;
+            let filter = CellFilter::parse(&only)?;
+            let entries = plan(&matrix, &filter, &RunStore::new(&results));
+            if json {
+                let array: Vec<_> = entries.iter().map(|e| e.to_json()).collect();
+                println!("{}", serde_json::to_string_pretty(&array)?);
+            } else {
+                if let Some(description) = &matrix.description {
+                    println!("{}: {}", matrix.name, description.trim());
+                }
+                for entry in &entries {
+                    println!(
+                        "{:<8} {}  {}",
+                        entry.state.label(),
+                        &entry.cell.hash[..12],
+                        entry.cell.values
+                    );
+                }
+                println!("{}", counts_line(&matrix, entries.iter().map(|e| &e.state)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            matrix,
+            only,
+            results,
+            backend,
+            jobs,
+            force,
+            rerun_stale,
+        } => {
+            let backend: Backend = backend.parse()?;
+            if jobs == 0 {
+                return Err(BadInput::new("--jobs must be at least 1").into());
+            }
+            let matrix = Matrix::load(&matrix)?;
+            let filter = CellFilter::parse(&only)?;
+            let store = RunStore::new(&results);
+            let entries = plan(&matrix, &filter, &store);
+            let todo: Vec<_> = entries
+                .iter()
+                .filter(|e| match e.state {
+                    RunState::Done(_) => force,
+                    RunState::Stale(_) => force || rerun_stale,
+                    RunState::Pending | RunState::Failed(_) => true,
+                })
+                .map(|e| e.cell)
+                .collect();
+            if todo.is_empty() {
+                println!(
+                    "nothing to do: {} selected cells of {} are done ({})",
+                    entries.len(),
+                    matrix.name,
+                    results.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            tracing::info!(
+                "{}: training {} of {} selected cells on {backend}",
+                matrix.name,
+                todo.len(),
+                entries.len()
+            );
+            let summary = run_cells(&todo, &store, &RunOptions { backend, jobs }, progress)?;
+            println!(
+                "trained {} cells, {} failed; results in {}",
+                summary.trained.len(),
+                summary.failed.len(),
+                results.display()
+            );
+            for (hash, reason) in &summary.failed {
+                println!("failed {}: {reason}", &hash[..12]);
+            }
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Status {
+            matrix,
+            results,
+            json,
+        } => {
+            let matrix = Matrix::load(&matrix)?;
+            let entries = plan(&matrix, &CellFilter::default(), &RunStore::new(&results));
+            if json {
+                let mut counts = serde_json::Map::new();
+                for label in ["done", "pending", "failed", "stale"] {
+                    let n = entries.iter().filter(|e| e.state.label() == label).count();
+                    counts.insert(label.into(), n.into());
+                }
+                let cells: Vec<_> = entries.iter().map(|e| e.to_json()).collect();
+                counts.insert("cells".into(), cells.into());
+                println!("{}", serde_json::to_string_pretty(&counts)?);
+            } else {
+                println!("{}", counts_line(&matrix, entries.iter().map(|e| &e.state)));
+                for entry in &entries {
+                    if let RunState::Failed(failure) = &entry.state {
+                        println!(
+                            "failed {}  {}: {}",
+                            &entry.cell.hash[..12],
+                            entry.cell.values,
+                            failure.reason
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            matrix,
+            results,
+            out,
+        } => {
+            let matrix = Matrix::load(&matrix)?;
+            report(&matrix, &RunStore::new(&results), &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Result<()> {
+    let (rows, missing) = collect_runs(matrix, store)?;
+    let table = SummaryTable::build(&matrix.name, &rows, missing)?;
+    let written = write_summary_tables(&table, out, &matrix.name)?;
+    print!("{}", table.to_markdown());
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn counts_line<'a>(matrix: &Matrix, states: impl Iterator<Item = &'a RunState>) -> String {
+    let states: Vec<&RunState> = states.collect();
+    let count = |label: &str| states.iter().filter(|s| s.label() == label).count();
+    let mut line = format!(
+        "{}: {} cells: {} done, {} pending, {} failed, {} stale",
+        matrix.name,
+        states.len(),
+        count("done"),
+        count("pending"),
+        count("failed"),
+        count("stale")
+    );
+    if matrix.excluded + matrix.not_applicable > 0 {
+        line += &format!(
+            " ({} excluded by rules, {} not applicable)",
+            matrix.excluded, matrix.not_applicable
+        );
+    }
+    line
+}

@@ -1,0 +1,361 @@
+//! Validation and expansion of a parsed matrix into effective run configurations.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::schema::{Axis, ExcludeRule, MatrixFile, Settings};
+use super::{AxisValues, PlannedCell};
+use crate::data::{DatasetConfig, DatasetName, FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
+use crate::error::BadInput;
+use crate::loss::{LossConfig, LossName, MarginConfig};
+use crate::train::config::{RunConfig, TrainConfig, defaults};
+
+/// Where an error points: the matrix file and its text.
+pub(super) struct Source<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    fn error_at<T>(&self, spanned: &Spanned<T>, message: impl std::fmt::Display) -> BadInput {
+        BadInput::at(self.path, self.text, spanned.span().start, message)
+    }
+}
+
+/// The cells of a matrix and how many combinations were left out.
+pub(super) struct Expansion {
+    pub cells: Vec<PlannedCell>,
+    pub excluded: usize,
+    pub not_applicable: usize,
+}
+
+/// Checks the axes and expands their product, minus excludes and inapplicable combinations.
+pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadInput> {
+    let axes = file.axes.get_ref();
+    check_axis(src, "dataset", &axes.dataset)?;
+    check_axis(src, "backbone", &axes.backbone)?;
+    check_axis(src, "head", &axes.head)?;
+    check_axis(src, "loss", &axes.loss)?;
+    check_axis(src, "groups", &axes.groups)?;
+    check_axis(src, "seed", &axes.seed)?;
+    if let Some(sizes) = &axes.embedding_size {
+        check_axis(src, "embedding_size", sizes)?;
+    }
+    for groups in axes.groups.get_ref() {
+        if *groups.get_ref() == 0 {
+            return Err(src.error_at(groups, "a group count must be at least 1"));
+        }
+    }
+
+    let mut cells = Vec::new();
+    let mut seen = HashSet::new();
+    let (mut excluded, mut not_applicable) = (0, 0);
+    for dataset in axes.dataset.get_ref() {
+        let (dataset_config, data_root, dataset_settings) =
+            resolve_dataset(file, src, *dataset.get_ref())?;
+        let settings = file.defaults.overlaid(&dataset_settings);
+        for backbone in axes.backbone.get_ref() {
+            for head in axes.head.get_ref() {
+                for loss in axes.loss.get_ref() {
+                    let loss_config = resolve_loss(file, *loss.get_ref());
+                    let sizes: Vec<Spanned<usize>> = match &axes.embedding_size {
+                        Some(axis) => axis.get_ref().clone(),
+                        None => vec![
+                            settings
+                                .embedding_size
+                                .clone()
+                                .unwrap_or_else(|| Spanned::new(0..0, defaults::EMBEDDING_SIZE)),
+                        ],
+                    };
+                    for size in &sizes {
+                        for groups in axes.groups.get_ref() {
+                            for seed in axes.seed.get_ref() {
+                                let values = AxisValues {
+                                    dataset: *dataset.get_ref(),
+                                    backbone: *backbone.get_ref(),
+                                    head: *head.get_ref(),
+                                    loss: *loss.get_ref(),
+                                    embedding_size: *size.get_ref(),
+                                    groups: *groups.get_ref(),
+                                    seed: *seed.get_ref(),
+                                };
+                                if file
+                                    .exclude
+                                    .iter()
+                                    .any(|rule| rule_matches(rule.get_ref(), &values))
+                                {
+                                    excluded += 1;
+                                    continue;
+                                }
+                                // A head without groups has exactly one: other counts are no cells.
+                                if !values.head.has_groups() && values.groups != 1 {
+                                    not_applicable += 1;
+                                    continue;
+                                }
+                                if values.groups > values.embedding_size {
+                                    return Err(src.error_at(
+                                        groups,
+                                        format!(
+                                            "{} groups exceed the embedding size {}",
+                                            values.groups, values.embedding_size
+                                        ),
+                                    ));
+                                }
+                                let config = RunConfig {
+                                    dataset: dataset_config.clone(),
+                                    backbone: values.backbone,
+                                    head: values.head,
+                                    loss: loss_config.clone(),
+                                    groups: values.groups,
+                                    embedding_size: values.embedding_size,
+                                    reduction: resolve_reduction(&settings, src)?,
+                                    seed: values.seed,
+                                    train: resolve_train(&settings, &dataset_config, src)?,
+                                };
+                                let hash = super::hash::config_hash(&config);
+                                if seen.insert(hash.clone()) {
+                                    cells.push(PlannedCell {
+                                        hash,
+                                        config,
+                                        values,
+                                        data_root: data_root.clone(),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Expansion {
+        cells,
+        excluded,
+        not_applicable,
+    })
+}
+
+fn check_axis<T: PartialEq + Debug>(
+    src: &Source,
+    name: &str,
+    axis: &Axis<T>,
+) -> Result<(), BadInput> {
+    let values = axis.get_ref();
+    if values.is_empty() {
+        return Err(src.error_at(
+            axis,
+            format!("axis `{name}` is empty: give at least one value"),
+        ));
+    }
+    for (i, value) in values.iter().enumerate() {
+        if values[..i]
+            .iter()
+            .any(|earlier| earlier.get_ref() == value.get_ref())
+        {
+            return Err(src.error_at(
+                value,
+                format!("axis `{name}` lists {:?} twice", value.get_ref()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rule_matches(rule: &ExcludeRule, v: &AxisValues) -> bool {
+    fn ok<T: PartialEq>(key: &Option<super::schema::OneOrMany<T>>, value: &T) -> bool {
+        key.as_ref().is_none_or(|allowed| allowed.contains(value))
+    }
+    ok(&rule.dataset, &v.dataset)
+        && ok(&rule.backbone, &v.backbone)
+        && ok(&rule.head, &v.head)
+        && ok(&rule.loss, &v.loss)
+        && ok(&rule.embedding_size, &v.embedding_size)
+        && ok(&rule.groups, &v.groups)
+        && ok(&rule.seed, &v.seed)
+}
+
+fn resolve_dataset(
+    file: &MatrixFile,
+    src: &Source,
+    name: DatasetName,
+) -> Result<(DatasetConfig, PathBuf, Settings), BadInput> {
+    match name {
+        DatasetName::FashionMnist => {
+            let table = file.datasets.fashion_mnist.as_ref();
+            let default = FashionMnistConfig::default();
+            let classes = |field: Option<&Spanned<Vec<u8>>>,
+                           fallback: Vec<u8>|
+             -> Result<Vec<u8>, BadInput> {
+                let Some(field) = field else {
+                    return Ok(fallback);
+                };
+                let list = field.get_ref();
+                if list.is_empty() || list.iter().any(|&c| c > 9) {
+                    return Err(src.error_at(
+                        field,
+                        "Fashion-MNIST classes are 0..=9 and a list is not empty",
+                    ));
+                }
+                Ok(list.clone())
+            };
+            let train_classes = classes(
+                table.and_then(|t| t.train_classes.as_ref()),
+                default.train_classes,
+            )?;
+            let test_classes = classes(
+                table.and_then(|t| t.test_classes.as_ref()),
+                default.test_classes,
+            )?;
+            if let Some(shared) = train_classes.iter().find(|c| test_classes.contains(c)) {
+                let field =
+                    table.and_then(|t| t.test_classes.as_ref().or(t.train_classes.as_ref()));
+                let message = format!(
+                    "class {shared} is both a training and a test class: the split must be class-disjoint"
+                );
+                return Err(match field {
+                    Some(field) => src.error_at(field, message),
+                    None => BadInput::new(format!("{}: {message}", src.path.display())),
+                });
+            }
+            let val_fraction = match table.and_then(|t| t.val_fraction.as_ref()) {
+                Some(v) if !(0.0..1.0).contains(v.get_ref()) || *v.get_ref() <= 0.0 => {
+                    return Err(src.error_at(v, "val_fraction must be in (0, 1)"));
+                }
+                Some(v) => *v.get_ref(),
+                None => default.val_fraction,
+            };
+            let config = FashionMnistConfig {
+                train_classes,
+                test_classes,
+                train_per_class: table
+                    .and_then(|t| t.train_per_class)
+                    .unwrap_or(default.train_per_class),
+                test_per_class: table
+                    .and_then(|t| t.test_per_class)
+                    .unwrap_or(default.test_per_class),
+                val_fraction,
+                split_seed: table
+                    .and_then(|t| t.split_seed)
+                    .unwrap_or(default.split_seed),
+            };
+            let root = table.and_then(|t| t.root.as_ref()).map_or_else(
+                || PathBuf::from(FASHION_MNIST_DEFAULT_ROOT),
+                |r| resolve_path(src.path, r.get_ref()),
+            );
+            let settings = table.map(|t| t.train.clone()).unwrap_or_default();
+            Ok((DatasetConfig::FashionMnist(config), root, settings))
+        }
+    }
+}
+
+/// A relative path in a matrix is relative to the working directory, as on the command line.
+fn resolve_path(_matrix: &Path, path: &str) -> PathBuf {
+    PathBuf::from(path)
+}
+
+fn resolve_loss(file: &MatrixFile, name: LossName) -> LossConfig {
+    match name {
+        LossName::Margin => {
+            let table = file.losses.margin.as_ref();
+            let d = MarginConfig::default();
+            LossConfig::Margin(MarginConfig {
+                alpha: table.and_then(|t| t.alpha).unwrap_or(d.alpha),
+                beta_init: table.and_then(|t| t.beta_init).unwrap_or(d.beta_init),
+                beta_lr: table.and_then(|t| t.beta_lr).unwrap_or(d.beta_lr),
+                cutoff: table.and_then(|t| t.cutoff).unwrap_or(d.cutoff),
+            })
+        }
+    }
+}
+
+fn resolve_reduction(settings: &Settings, src: &Source) -> Result<usize, BadInput> {
+    match &settings.reduction {
+        Some(r) if *r.get_ref() == 0 => Err(src.error_at(r, "reduction must be at least 1")),
+        Some(r) => Ok(*r.get_ref()),
+        None => Ok(defaults::REDUCTION),
+    }
+}
+
+fn resolve_train(
+    settings: &Settings,
+    dataset: &DatasetConfig,
+    src: &Source,
+) -> Result<TrainConfig, BadInput> {
+    fn get<T: Copy>(field: &Option<Spanned<T>>, default: T) -> T {
+        field.as_ref().map_or(default, |f| *f.get_ref())
+    }
+    let positive = |field: &Option<Spanned<usize>>, name: &str| -> Result<(), BadInput> {
+        match field {
+            Some(f) if *f.get_ref() == 0 => {
+                Err(src.error_at(f, format!("{name} must be at least 1")))
+            }
+            _ => Ok(()),
+        }
+    };
+    positive(&settings.epochs, "epochs")?;
+    positive(&settings.batch_size, "batch_size")?;
+    positive(&settings.samples_per_class, "samples_per_class")?;
+    for (field, name) in [
+        (&settings.lr, "lr"),
+        (&settings.weight_decay, "weight_decay"),
+        (&settings.lambda_div, "lambda_div"),
+    ] {
+        if let Some(f) = field
+            && (!f.get_ref().is_finite() || *f.get_ref() < 0.0)
+        {
+            return Err(src.error_at(f, format!("{name} must be a finite number >= 0")));
+        }
+    }
+    let train = TrainConfig {
+        epochs: get(&settings.epochs, defaults::EPOCHS),
+        batch_size: get(&settings.batch_size, defaults::BATCH_SIZE),
+        samples_per_class: get(&settings.samples_per_class, defaults::SAMPLES_PER_CLASS),
+        lr: get(&settings.lr, defaults::LR),
+        weight_decay: get(&settings.weight_decay, defaults::WEIGHT_DECAY),
+        lambda_div: get(&settings.lambda_div, defaults::LAMBDA_DIV),
+        recall_k: settings
+            .recall_k
+            .as_ref()
+            .map_or_else(|| defaults::RECALL_K.to_vec(), |k| k.get_ref().clone()),
+    };
+    if let Some(k) = &settings.recall_k
+        && (k.get_ref().is_empty() || k.get_ref().contains(&0))
+    {
+        return Err(src.error_at(k, "recall_k must list at least one K >= 1"));
+    }
+    let batch_problem = if !train.batch_size.is_multiple_of(train.samples_per_class) {
+        Some(format!(
+            "batch_size {} is not a multiple of samples_per_class {}",
+            train.batch_size, train.samples_per_class
+        ))
+    } else if train.batch_size / train.samples_per_class > dataset.train_class_count() {
+        Some(format!(
+            "a batch of {} images with {} per class needs {} classes, but the training split has {}",
+            train.batch_size,
+            train.samples_per_class,
+            train.batch_size / train.samples_per_class,
+            dataset.train_class_count()
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = batch_problem {
+        return Err(
+            match settings
+                .batch_size
+                .as_ref()
+                .or(settings.samples_per_class.as_ref())
+            {
+                Some(field) => src.error_at(field, problem),
+                None => BadInput::new(format!(
+                    "{}: {problem} (built-in defaults)",
+                    src.path.display()
+                )),
+            },
+        );
+    }
+    Ok(train)
+}

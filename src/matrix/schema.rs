@@ -1,0 +1,180 @@
+//! The TOML schema of an experiment matrix, as written by the user.
+//!
+//! Every table denies unknown keys; values the expansion checks carry their source span so that
+//! errors can name line and column.
+
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+use toml::Spanned;
+
+use crate::data::DatasetName;
+use crate::loss::LossName;
+use crate::model::{BackboneKind, HeadKind};
+
+/// A whole matrix file (`experiments/*.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    /// Name of the matrix; the file stem when absent. Names the report files.
+    pub name: Option<Spanned<String>>,
+    /// Free text shown by `plan`.
+    pub description: Option<String>,
+    /// The axes whose cartesian product are the cells.
+    pub axes: Spanned<Axes>,
+    /// Training settings for every cell (over the built-in defaults).
+    #[serde(default)]
+    pub defaults: Settings,
+    /// Per-dataset parameters, keyed by dataset name.
+    #[serde(default)]
+    pub datasets: DatasetTables,
+    /// Per-loss parameters, keyed by loss name.
+    #[serde(default)]
+    pub losses: LossTables,
+    /// Rules removing cells: a cell is excluded when it matches every key of one rule.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<ExcludeRule>>,
+}
+
+/// An axis: a non-empty list of distinct values, each with its span.
+pub type Axis<T> = Spanned<Vec<Spanned<T>>>;
+
+/// The matrix axes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Axes {
+    pub dataset: Axis<DatasetName>,
+    pub backbone: Axis<BackboneKind>,
+    pub head: Axis<HeadKind>,
+    pub loss: Axis<LossName>,
+    pub groups: Axis<usize>,
+    pub seed: Axis<u64>,
+    /// Total embedding size D; `defaults.embedding_size` when absent.
+    pub embedding_size: Option<Axis<usize>>,
+}
+
+/// Names of the axes, in expansion order (also the keys `--only` and `[[exclude]]` accept).
+pub const AXIS_NAMES: [&str; 7] = [
+    "dataset",
+    "backbone",
+    "head",
+    "loss",
+    "embedding_size",
+    "groups",
+    "seed",
+];
+
+/// Training and model settings; every field optional so tables can override each other.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub epochs: Option<Spanned<usize>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub samples_per_class: Option<Spanned<usize>>,
+    pub lr: Option<Spanned<f64>>,
+    pub weight_decay: Option<Spanned<f64>>,
+    pub lambda_div: Option<Spanned<f64>>,
+    pub reduction: Option<Spanned<usize>>,
+    pub embedding_size: Option<Spanned<usize>>,
+    pub recall_k: Option<Spanned<Vec<usize>>>,
+}
+
+impl Settings {
+    /// `self` with every field that `over` sets replaced by `over`'s value.
+    pub fn overlaid(&self, over: &Settings) -> Settings {
+        fn pick<T: Clone>(base: &Option<T>, over: &Option<T>) -> Option<T> {
+            over.clone().or_else(|| base.clone())
+        }
+        Settings {
+            epochs: pick(&self.epochs, &over.epochs),
+            batch_size: pick(&self.batch_size, &over.batch_size),
+            samples_per_class: pick(&self.samples_per_class, &over.samples_per_class),
+            lr: pick(&self.lr, &over.lr),
+            weight_decay: pick(&self.weight_decay, &over.weight_decay),
+            lambda_div: pick(&self.lambda_div, &over.lambda_div),
+            reduction: pick(&self.reduction, &over.reduction),
+            embedding_size: pick(&self.embedding_size, &over.embedding_size),
+            recall_k: pick(&self.recall_k, &over.recall_k),
+        }
+    }
+}
+
+/// `[datasets.<name>]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetTables {
+    #[serde(rename = "fashion-mnist")]
+    pub fashion_mnist: Option<FashionMnistTable>,
+}
+
+/// `[datasets.fashion-mnist]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FashionMnistTable {
+    /// Folder with the four IDX gzip files; not part of the cell hash (where, not what).
+    pub root: Option<Spanned<String>>,
+    pub train_classes: Option<Spanned<Vec<u8>>>,
+    pub test_classes: Option<Spanned<Vec<u8>>>,
+    pub train_per_class: Option<usize>,
+    pub test_per_class: Option<usize>,
+    pub val_fraction: Option<Spanned<f64>>,
+    pub split_seed: Option<u64>,
+    /// Settings for this dataset's cells, over `[defaults]`.
+    #[serde(default)]
+    pub train: Settings,
+}
+
+/// `[losses.<name>]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossTables {
+    pub margin: Option<MarginTable>,
+}
+
+/// `[losses.margin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarginTable {
+    pub alpha: Option<f64>,
+    pub beta_init: Option<f64>,
+    pub beta_lr: Option<f64>,
+    pub cutoff: Option<f64>,
+}
+
+/// One `[[exclude]]` rule; each key takes one value or a list.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeRule {
+    pub dataset: Option<OneOrMany<DatasetName>>,
+    pub backbone: Option<OneOrMany<BackboneKind>>,
+    pub head: Option<OneOrMany<HeadKind>>,
+    pub loss: Option<OneOrMany<LossName>>,
+    pub embedding_size: Option<OneOrMany<usize>>,
+    pub groups: Option<OneOrMany<usize>>,
+    pub seed: Option<OneOrMany<u64>>,
+}
+
+/// A value or a list of values (`head = "none"` or `groups = [2, 4]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T: PartialEq> OneOrMany<T> {
+    /// True when `value` is one of the listed values.
+    pub fn contains(&self, value: &T) -> bool {
+        self.0.contains(value)
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(deserializer)?;
+        let items = match value {
+            toml::Value::Array(items) => items,
+            single => vec![single],
+        };
+        items
+            .into_iter()
+            .map(|item| T::deserialize(item).map_err(D::Error::custom))
+            .collect::<Result<Vec<T>, D::Error>>()
+            .map(OneOrMany)
+    }
+}

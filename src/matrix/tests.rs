@@ -1,0 +1,192 @@
+use std::path::Path;
+
+use super::*;
+use crate::error::is_bad_input;
+
+const BASE: &str = r#"
+[axes]
+dataset = ["fashion-mnist"]
+backbone = ["convnet-small"]
+head = ["none", "attentive"]
+loss = ["margin"]
+groups = [1, 2, 4]
+seed = [0, 1]
+"#;
+
+fn parse(text: &str) -> anyhow::Result<Matrix> {
+    Matrix::parse(Path::new("experiments/test.toml"), text)
+}
+
+fn error(text: &str) -> String {
+    let error = parse(text).unwrap_err();
+    assert!(is_bad_input(&error), "not bad input: {error:#}");
+    format!("{error:#}")
+}
+
+#[test]
+fn expansion_counts_with_excludes_and_inapplicable_groups() {
+    let m = parse(BASE).unwrap();
+    // none: groups 1 only (2 seeds); attentive: 3 group counts x 2 seeds.
+    assert_eq!(m.cells.len(), 2 + 6);
+    assert_eq!(m.not_applicable, 4);
+    let with_rule = format!("{BASE}\n[[exclude]]\nhead = \"attentive\"\ngroups = [1, 4]\n");
+    let m = parse(&with_rule).unwrap();
+    assert_eq!(m.cells.len(), 2 + 2);
+    assert_eq!(m.excluded, 4);
+    assert!(
+        m.cells
+            .iter()
+            .all(|c| c.values.head == HeadKind::None || c.values.groups == 2)
+    );
+    assert_eq!(m.name, "test");
+}
+
+#[test]
+fn hash_ignores_key_order_and_spelled_out_defaults() {
+    let a = parse(BASE).unwrap();
+    let reordered = r#"
+[axes]
+seed = [0, 1]
+groups = [1, 2, 4]
+loss = ["margin"]
+head = ["none", "attentive"]
+backbone = ["convnet-small"]
+dataset = ["fashion-mnist"]
+
+[defaults]
+lr = 0.001
+epochs = 5
+recall_k = [1, 2, 4, 8]
+
+[losses.margin]
+alpha = 0.2
+beta_init = 1.2
+
+[datasets.fashion-mnist]
+val_fraction = 0.1
+train_classes = [0, 1, 2, 3, 4]
+"#;
+    let b = parse(reordered).unwrap();
+    let hashes = |m: &Matrix| {
+        let mut h: Vec<String> = m.cells.iter().map(|c| c.hash.clone()).collect();
+        h.sort();
+        h
+    };
+    assert_eq!(hashes(&a), hashes(&b));
+    // The same number written differently is the same number.
+    let c = parse(&reordered.replace("lr = 0.001", "lr = 1e-3")).unwrap();
+    assert_eq!(hashes(&b), hashes(&c));
+}
+
+#[test]
+fn hash_changes_with_every_effective_value() {
+    let base = parse(BASE).unwrap();
+    let base_hashes: Vec<String> = base.cells.iter().map(|c| c.hash.clone()).collect();
+    for change in [
+        "[defaults]\nlr = 0.002",
+        "[defaults]\nepochs = 6",
+        "[defaults]\nlambda_div = 0.03",
+        "[defaults]\nembedding_size = 128",
+        "[defaults]\nreduction = 4",
+        "[losses.margin]\nalpha = 0.3",
+        "[datasets.fashion-mnist]\ntrain_per_class = 100",
+        "[datasets.fashion-mnist]\nsplit_seed = 9",
+    ] {
+        let changed = parse(&format!("{BASE}\n{change}\n")).unwrap();
+        for cell in &changed.cells {
+            assert!(!base_hashes.contains(&cell.hash), "{change} kept a hash");
+        }
+    }
+    // Seeds and group counts give distinct cells.
+    let mut unique = base_hashes.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), base_hashes.len());
+}
+
+#[test]
+fn data_root_is_not_part_of_the_hash() {
+    let a = parse(BASE).unwrap();
+    let b = parse(&format!(
+        "{BASE}\n[datasets.fashion-mnist]\nroot = \"/elsewhere\"\n"
+    ))
+    .unwrap();
+    assert_eq!(a.cells[0].hash, b.cells[0].hash);
+    assert_eq!(b.cells[0].data_root, std::path::PathBuf::from("/elsewhere"));
+}
+
+#[test]
+fn malformed_toml_names_file_line_and_column() {
+    let message = error("[axes]\ndataset = [\"fashion-mnist\"\nhead = 3\n");
+    assert!(message.starts_with("experiments/test.toml:"), "{message}");
+    let message = error(&BASE.replace("groups = [1, 2, 4]", "groups = [1, 2, 4]\ncolour = 1"));
+    assert!(message.contains("experiments/test.toml:8:1"), "{message}");
+    assert!(message.contains("colour"), "{message}");
+}
+
+#[test]
+fn wrong_types_unknown_names_and_empty_axes_are_errors_with_positions() {
+    let message = error(&BASE.replace("seed = [0, 1]", "seed = [\"zero\"]"));
+    assert!(message.contains("test.toml:8:"), "{message}");
+    let message = error(&BASE.replace("\"attentive\"]", "\"atentive\"]"));
+    assert!(message.contains("test.toml:5:"), "{message}");
+    assert!(
+        message.contains("atentive") && message.contains("attentive"),
+        "{message}"
+    );
+    let message = error(&BASE.replace("loss = [\"margin\"]", "loss = []"));
+    assert!(
+        message.contains("test.toml:6:8") && message.contains("empty"),
+        "{message}"
+    );
+    let message = error(&BASE.replace("groups = [1, 2, 4]", "groups = [1, 2, 2]"));
+    assert!(
+        message.contains("test.toml:7:17") && message.contains("twice"),
+        "{message}"
+    );
+    let message = error(&BASE.replace("groups = [1, 2, 4]", "groups = [0, 2]"));
+    assert!(message.contains("test.toml:7:11"), "{message}");
+    let message = error(&format!("{BASE}\n[defaults]\nembedding_size = 2\n"));
+    assert!(message.contains("exceed the embedding size"), "{message}");
+    let message = error(&format!("{BASE}\n[datasets.cub]\nroot = \"x\"\n"));
+    assert!(message.contains("cub"), "{message}");
+    let message = error(&format!(
+        "{BASE}\n[defaults]\nbatch_size = 30\nsamples_per_class = 4\n"
+    ));
+    assert!(message.contains("multiple"), "{message}");
+    let message = error(&format!(
+        "{BASE}\n[defaults]\nbatch_size = 64\nsamples_per_class = 4\n"
+    ));
+    assert!(message.contains("16 classes"), "{message}");
+    let message = error(&format!("{BASE}\n[[exclude]]\ncolour = \"red\"\n"));
+    assert!(message.contains("colour"), "{message}");
+    let message = error(&format!(
+        "{BASE}\n[datasets.fashion-mnist]\ntest_classes = [4, 5]\n"
+    ));
+    assert!(message.contains("class-disjoint"), "{message}");
+}
+
+#[test]
+fn only_filters_by_axis_values() {
+    let m = parse(BASE).unwrap();
+    let pick = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        m.select(&CellFilter::parse(&args).unwrap()).len()
+    };
+    assert_eq!(pick(&[]), 8);
+    assert_eq!(pick(&["head=attentive"]), 6);
+    assert_eq!(pick(&["head=attentive,groups=4"]), 2);
+    assert_eq!(pick(&["head=attentive,groups=2,groups=4"]), 4);
+    assert_eq!(pick(&["head=none", "groups=4,seed=1"]), 3);
+    let unknown = CellFilter::parse(&["colour=red".to_string()]).unwrap_err();
+    assert!(unknown.message.contains("not an axis") && unknown.message.contains("groups"));
+}
+
+#[test]
+fn the_committed_matrices_are_valid() {
+    for path in ["experiments/smoke.toml", "experiments/fashion-mnist.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let m = Matrix::load(&path).unwrap();
+        assert!(!m.cells.is_empty(), "{}", path.display());
+    }
+}

@@ -1,0 +1,106 @@
+//! Layers whose parameters are drawn from the run's own seeded generator.
+//!
+//! burn's initialisers draw from the backend's global generator, which cells running in
+//! parallel would share; drawing from a generator owned by the run keeps every run
+//! reproducible whatever else the process does.
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{conv2d, linear};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A seeded source of initial parameter values.
+pub struct ParamInit {
+    rng: ChaCha8Rng,
+    device: Device,
+}
+
+impl ParamInit {
+    /// Parameters for the run seeded with `seed`, created on `device`.
+    pub fn new(seed: u64, device: &Device) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            device: device.clone(),
+        }
+    }
+
+    /// The device parameters are created on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A parameter of `shape` drawn uniformly from [-bound, bound].
+    pub fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f64) -> Param<Tensor<D>> {
+        let count: usize = shape.iter().product();
+        let bound = bound as f32;
+        let values: Vec<f32> = (0..count)
+            .map(|_| self.rng.random_range(-bound..=bound))
+            .collect();
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, shape),
+            &self.device,
+        ))
+    }
+}
+
+/// A bias-free 2-D convolution with square kernels.
+#[derive(Module, Debug)]
+pub struct Conv2d {
+    /// `[out, in, k, k]`
+    pub weight: Param<Tensor<4>>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    /// He-uniform initialisation (bound sqrt(6 / fan_in)), suited to a following ReLU.
+    pub fn new(
+        init: &mut ParamInit,
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Self {
+        let fan_in = (input * kernel * kernel) as f64;
+        Self {
+            weight: init.uniform([output, input, kernel, kernel], (6.0 / fan_in).sqrt()),
+            stride,
+            padding: kernel / 2,
+        }
+    }
+
+    /// `[n, in, h, w]` -> `[n, out, h / stride, w / stride]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        conv2d(x, self.weight.val(), None, options)
+    }
+}
+
+/// A bias-free linear map (also a 1x1 convolution applied position-wise).
+#[derive(Module, Debug)]
+pub struct Linear {
+    /// `[in, out]`
+    pub weight: Param<Tensor<2>>,
+}
+
+impl Linear {
+    /// PyTorch's default bound 1 / sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
+    pub fn new(init: &mut ParamInit, input: usize, output: usize) -> Self {
+        Self {
+            weight: init.uniform([input, output], 1.0 / (input as f64).sqrt()),
+        }
+    }
+
+    /// `[..., in]` -> `[..., out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.val(), None)
+    }
+}
+
+/// Divides each vector along the last axis by its L2 norm.
+pub fn l2_normalize<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let norm = x.clone().square().sum_dim(D - 1).sqrt().clamp_min(1e-12);
+    x / norm
+}

@@ -1,0 +1,10 @@
+//! Models: a backbone and a grouping head make an embedder.
+
+pub mod backbones;
+pub mod embedder;
+pub mod heads;
+pub mod layers;
+
+pub use backbones::{Backbone, BackboneKind};
+pub use embedder::Embedder;
+pub use heads::{Head, HeadKind, HeadOutput};

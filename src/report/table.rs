@@ -1,0 +1,268 @@
+//! The summary table: one row per method (head x groups, and any other axis that varies),
+//! each metric as mean +- std over seeds; written as Markdown, LaTeX (booktabs) and CSV.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use polars::prelude::*;
+
+use super::runs::{KEY_COLUMNS, RunRow, runs_frame};
+use crate::store::write_atomic;
+
+/// The aggregated table, ready to render.
+#[derive(Debug, Clone)]
+pub struct SummaryTable {
+    /// Title line (matrix name and the axes constant over the table).
+    pub caption: String,
+    /// Axis columns that vary across rows (the others are named in the caption).
+    pub keys: Vec<String>,
+    /// Metric names, in column order.
+    pub metrics: Vec<String>,
+    /// Per row: key values, number of seeds, and (mean, std) per metric (std NaN for 1 seed).
+    pub rows: Vec<SummaryRow>,
+    /// Cells of the matrix that are not done.
+    pub missing: usize,
+    pub total: usize,
+    /// The aggregated frame (keys, seeds, `<metric>_mean`, `<metric>_std`).
+    pub frame: DataFrame,
+}
+
+/// One method's row.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub keys: Vec<String>,
+    pub seeds: u32,
+    pub values: Vec<(f64, f64)>,
+}
+
+/// Metric display order: Recall@K by K, then the others by name.
+fn metric_order(names: &[String]) -> Vec<String> {
+    let mut recall: Vec<(usize, String)> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix("recall@")
+                .and_then(|k| k.parse().ok())
+                .map(|k| (k, n.clone()))
+        })
+        .collect();
+    recall.sort();
+    let mut ordered: Vec<String> = recall.into_iter().map(|(_, n)| n).collect();
+    ordered.extend(names.iter().filter(|n| !n.starts_with("recall@")).cloned());
+    ordered
+}
+
+impl SummaryTable {
+    /// Aggregates finished runs over seeds.
+    pub fn build(name: &str, rows: &[RunRow], missing: usize) -> anyhow::Result<SummaryTable> {
+        let total = rows.len() + missing;
+        let runs = runs_frame(rows)?;
+        let metrics = metric_order(&rows.first().map_or_else(Vec::new, |r| {
+            r.test.iter().map(|(k, _)| k.clone()).collect()
+        }));
+        let group_keys: Vec<&str> = KEY_COLUMNS
+            .iter()
+            .copied()
+            .filter(|k| *k != "seed")
+            .collect();
+        // Keys that vary across runs become columns; constant ones go to the caption.
+        let mut keys = Vec::new();
+        let mut constant = Vec::new();
+        for key in &group_keys {
+            let column = runs.column(key)?;
+            if column.n_unique()? > 1 || matches!(*key, "head" | "groups") {
+                keys.push(key.to_string());
+            } else if let Some(value) = column.get(0).ok().map(|v| v.to_string()) {
+                constant.push(format!("{key} {}", value.trim_matches('"')));
+            }
+        }
+        let mut aggs = vec![len().alias("seeds")];
+        for m in &metrics {
+            aggs.push(col(m.as_str()).mean().alias(format!("{m}_mean")));
+            aggs.push(col(m.as_str()).std(1).alias(format!("{m}_std")));
+        }
+        let by: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
+        let frame = if rows.is_empty() {
+            DataFrame::empty()
+        } else {
+            runs.lazy()
+                .group_by(by)
+                .agg(aggs)
+                .sort(keys.clone(), SortMultipleOptions::default())
+                .collect()?
+        };
+        let mut summary_rows = Vec::new();
+        for i in 0..frame.height() {
+            let mut key_values = Vec::new();
+            for k in &keys {
+                let value = frame.column(k)?.get(i)?;
+                key_values.push(value.to_string().trim_matches('"').to_string());
+            }
+            let seeds = frame
+                .column("seeds")?
+                .cast(&DataType::UInt32)?
+                .u32()?
+                .get(i)
+                .unwrap_or(0);
+            let mut values = Vec::new();
+            for m in &metrics {
+                let mean = frame
+                    .column(&format!("{m}_mean"))?
+                    .f64()?
+                    .get(i)
+                    .unwrap_or(f64::NAN);
+                let std = frame
+                    .column(&format!("{m}_std"))?
+                    .f64()?
+                    .get(i)
+                    .unwrap_or(f64::NAN);
+                values.push((mean, std));
+            }
+            summary_rows.push(SummaryRow {
+                keys: key_values,
+                seeds,
+                values,
+            });
+        }
+        let caption = if constant.is_empty() {
+            format!(
+                "{name}: test metrics (%) of the epoch selected on validation, mean ± std over seeds"
+            )
+        } else {
+            format!(
+                "{name} ({}): test metrics (%) of the epoch selected on validation, mean ± std over seeds",
+                constant.join(", ")
+            )
+        };
+        Ok(SummaryTable {
+            caption,
+            keys,
+            metrics,
+            rows: summary_rows,
+            missing,
+            total,
+            frame,
+        })
+    }
+
+    fn status_line(&self) -> String {
+        if self.missing == 0 {
+            format!("All {} cells finished.", self.total)
+        } else {
+            format!(
+                "{} of {} cells finished; {} missing.",
+                self.total - self.missing,
+                self.total,
+                self.missing
+            )
+        }
+    }
+
+    /// Markdown: `| head | groups | seeds | recall@1 | ... |`, values in percent.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("{}\n\n", self.caption);
+        let mut header: Vec<String> = self.keys.clone();
+        header.push("seeds".into());
+        header.extend(self.metrics.iter().map(|m| display_metric(m)));
+        out += &format!("| {} |\n", header.join(" | "));
+        out += &format!("|{}\n", header.iter().map(|_| "---|").collect::<String>());
+        for row in &self.rows {
+            let mut cells = row.keys.clone();
+            cells.push(row.seeds.to_string());
+            cells.extend(row.values.iter().map(|&(m, s)| percent(m, s, "±")));
+            out += &format!("| {} |\n", cells.join(" | "));
+        }
+        out += &format!("\n{}\n", self.status_line());
+        out
+    }
+
+    /// A LaTeX `table` with booktabs rules, ready to `\input`.
+    pub fn to_latex(&self) -> String {
+        let columns = self.keys.len() + 1 + self.metrics.len();
+        let mut out = String::from("\\begin{table}[t]\n\\centering\n");
+        out += &format!(
+            "\\caption{{{}. {}}}\n",
+            latex_escape(&self.caption),
+            latex_escape(&self.status_line())
+        );
+        out += &format!(
+            "\\begin{{tabular}}{{{}}}\n\\toprule\n",
+            "l".repeat(self.keys.len() + 1) + &"r".repeat(columns - self.keys.len() - 1)
+        );
+        let mut header: Vec<String> = self.keys.iter().map(|k| latex_escape(k)).collect();
+        header.push("seeds".into());
+        header.extend(
+            self.metrics
+                .iter()
+                .map(|m| latex_escape(&display_metric(m))),
+        );
+        out += &format!("{} \\\\\n\\midrule\n", header.join(" & "));
+        for row in &self.rows {
+            let mut cells: Vec<String> = row.keys.iter().map(|k| latex_escape(k)).collect();
+            cells.push(row.seeds.to_string());
+            cells.extend(
+                row.values
+                    .iter()
+                    .map(|&(m, s)| format!("${}$", percent(m, s, "\\pm"))),
+            );
+            out += &format!("{} \\\\\n", cells.join(" & "));
+        }
+        out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
+        out
+    }
+
+    /// CSV of the aggregated frame (fractions, full precision).
+    pub fn to_csv(&self) -> anyhow::Result<String> {
+        let mut frame = self.frame.clone();
+        let mut buffer = Vec::new();
+        CsvWriter::new(&mut buffer).finish(&mut frame)?;
+        Ok(String::from_utf8(buffer)?)
+    }
+}
+
+fn display_metric(name: &str) -> String {
+    match name {
+        "map@r" => "MAP@R".into(),
+        "r_precision" => "R-Prec".into(),
+        other => other
+            .strip_prefix("recall@")
+            .map_or_else(|| other.to_string(), |k| format!("R@{k}")),
+    }
+}
+
+fn percent(mean: f64, std: f64, pm: &str) -> String {
+    if std.is_nan() {
+        format!("{:.1}", mean * 100.0)
+    } else {
+        format!("{:.1} {pm} {:.1}", mean * 100.0, std * 100.0)
+    }
+}
+
+fn latex_escape(text: &str) -> String {
+    text.replace('\\', "\\textbackslash{}")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+        .replace('&', "\\&")
+        .replace('#', "\\#")
+        .replace('±', "$\\pm$")
+}
+
+/// Writes `<out>/tables/<name>.{md,tex,csv}`; returns the paths.
+pub fn write_summary_tables(
+    table: &SummaryTable,
+    out: &Path,
+    name: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = out.join("tables");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (ext, text) in [
+        ("md", table.to_markdown()),
+        ("tex", table.to_latex()),
+        ("csv", table.to_csv()?),
+    ] {
+        let path = dir.join(format!("{name}.{ext}"));
+        write_atomic(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}

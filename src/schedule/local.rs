@@ -1,0 +1,156 @@
+//! The local executor: runs cells on this machine, `--jobs` at a time.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::tensor::Device;
+use rayon::prelude::*;
+
+use super::provenance::Origin;
+use crate::data::Splits;
+use crate::matrix::PlannedCell;
+use crate::matrix::hash::canonical_json;
+use crate::progress::Progress;
+use crate::store::{RunStore, utc_now};
+use crate::train::artifacts::{history_csv, metrics_json};
+use crate::train::{Backend, SEMANTICS, train_run};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub backend: Backend,
+    /// Cells trained at the same time.
+    pub jobs: usize,
+}
+
+/// What a `run` did.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub trained: Vec<String>,
+    /// (hash, reason) of each cell that failed.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Trains `cells` into `store`. Every dataset is loaded (and so checked) before any training,
+/// so a missing or malformed dataset stops the run with nothing trained.
+pub fn run_cells(
+    cells: &[&PlannedCell],
+    store: &RunStore,
+    options: &RunOptions,
+    progress: &Progress,
+) -> anyhow::Result<RunSummary> {
+    let device = options.backend.device()?;
+    let origin = Origin::detect(options.backend, &device);
+    let datasets = load_datasets(cells)?;
+
+    let cells_bar = progress.cells(cells.len());
+    let summary = Mutex::new(RunSummary::default());
+    let run = |cell: &&PlannedCell| {
+        let key = dataset_key(cell);
+        let batches = progress.batches();
+        cells_bar.set_message(format!("{}", cell.values));
+        let result = run_cell(cell, &datasets[&key], store, &device, &origin, &batches);
+        progress.remove(&batches);
+        cells_bar.inc(1);
+        let mut summary = summary.lock().expect("summary lock");
+        match result {
+            Ok(()) => {
+                tracing::info!("done   {} {}", &cell.hash[..12], cell.values);
+                summary.trained.push(cell.hash.clone());
+            }
+            Err(reason) => {
+                tracing::error!("failed {} {}: {reason}", &cell.hash[..12], cell.values);
+                summary.failed.push((cell.hash.clone(), reason));
+            }
+        }
+    };
+    if options.jobs <= 1 {
+        // On the calling thread, so the backend's own parallelism has every core.
+        cells.iter().for_each(run);
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.jobs)
+            .build()
+            .context("starting the worker threads")?;
+        pool.install(|| cells.par_iter().for_each(run));
+    }
+    progress.remove(&cells_bar);
+    Ok(summary.into_inner().expect("summary lock"))
+}
+
+fn dataset_key(cell: &PlannedCell) -> (String, PathBuf) {
+    (canonical_json(&cell.config.dataset), cell.data_root.clone())
+}
+
+fn load_datasets(
+    cells: &[&PlannedCell],
+) -> anyhow::Result<HashMap<(String, PathBuf), Arc<Splits>>> {
+    let mut loaded = HashMap::new();
+    for cell in cells {
+        let key = dataset_key(cell);
+        if let std::collections::hash_map::Entry::Vacant(e) = loaded.entry(key) {
+            let splits = cell.config.dataset.load(&cell.data_root)?;
+            e.insert(Arc::new(splits));
+        }
+    }
+    Ok(loaded)
+}
+
+/// Trains one cell and stores its artifacts; on failure stores the reason and returns it.
+fn run_cell(
+    cell: &PlannedCell,
+    splits: &Splits,
+    store: &RunStore,
+    device: &Device,
+    origin: &Origin,
+    batches: &indicatif::ProgressBar,
+) -> Result<(), String> {
+    let started = utc_now();
+    let clock = Instant::now();
+    let mut writer = store.begin(&cell.hash).map_err(|e| format!("{e:#}"))?;
+    let cell_toml = toml::to_string(&cell.config).expect("configurations serialise to TOML");
+    writer
+        .write("cell.toml", cell_toml.as_bytes())
+        .map_err(|e| format!("{e:#}"))?;
+
+    let trained = catch_unwind(AssertUnwindSafe(|| {
+        train_run(&cell.config, splits, device, Some(batches))
+    }));
+    let outcome = match trained {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(error)) => return fail(writer, format!("{error:#}")),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return fail(writer, format!("panicked: {message}"));
+        }
+    };
+    let stored = (|| -> anyhow::Result<()> {
+        writer.write("history.csv", history_csv(&outcome).as_bytes())?;
+        writer.write("checkpoint-best.bpk", &outcome.checkpoint)?;
+        writer.write("metrics.json", metrics_json(&outcome).as_bytes())?;
+        let provenance = origin.provenance(
+            &cell.data_root,
+            started,
+            utc_now(),
+            clock.elapsed().as_secs_f64(),
+        );
+        writer.finish(SEMANTICS, provenance)?;
+        Ok(())
+    })();
+    stored.map_err(|e| format!("storing the run: {e:#}"))
+}
+
+fn fail(writer: crate::store::RunWriter, reason: String) -> Result<(), String> {
+    match writer.fail(&reason) {
+        Ok(()) => Err(reason),
+        Err(e) => Err(format!("{reason} (and storing the failure failed: {e:#})")),
+    }
+}

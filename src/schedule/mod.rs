@@ -1,0 +1,8 @@
+//! Scheduling: which cells are done, pending, stale or failed, and running the pending ones.
+
+pub mod local;
+pub mod plan;
+pub mod provenance;
+
+pub use local::{RunOptions, RunSummary, run_cells};
+pub use plan::{PlanEntry, plan};

@@ -1,0 +1,224 @@
+//! The run store: `results/runs/<hash>/` holds each run's artifacts; a run is done once its
+//! manifest (written last, atomically) is in place and matches its hash.
+
+pub mod atomic;
+pub mod checksum;
+pub mod manifest;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+pub use atomic::write_atomic;
+pub use checksum::hex_sha256;
+pub use manifest::{Failure, Manifest, Provenance, utc_now};
+
+/// The manifest's file name; its presence is what makes a run done.
+pub const MANIFEST: &str = "manifest.json";
+/// The failure record's file name.
+pub const FAILURE: &str = "failure.json";
+
+/// What the store holds for one hash.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Finished under the current semantics.
+    Done(Box<Manifest>),
+    /// Finished under another semantics version.
+    Stale(Box<Manifest>),
+    /// Failed; the reason is kept.
+    Failed(Failure),
+    /// Never started, or interrupted before its manifest.
+    Pending,
+}
+
+impl RunState {
+    /// The word `plan` and `status` print.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunState::Done(_) => "done",
+            RunState::Stale(_) => "stale",
+            RunState::Failed(_) => "failed",
+            RunState::Pending => "pending",
+        }
+    }
+}
+
+/// A results folder.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    root: PathBuf,
+}
+
+impl RunStore {
+    /// The store under `root` (created when the first run is written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The results folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `runs/<hash>/`.
+    pub fn run_dir(&self, hash: &str) -> PathBuf {
+        self.root.join("runs").join(hash)
+    }
+
+    /// The state of `hash`; `semantics` is the current training-semantics version.
+    pub fn state(&self, hash: &str, semantics: u32) -> RunState {
+        let dir = self.run_dir(hash);
+        if let Ok(text) = fs::read_to_string(dir.join(MANIFEST))
+            && let Ok(manifest) = serde_json::from_str::<Manifest>(&text)
+            && manifest.hash == hash
+        {
+            return if manifest.semantics == semantics {
+                RunState::Done(Box::new(manifest))
+            } else {
+                RunState::Stale(Box::new(manifest))
+            };
+        }
+        if let Ok(text) = fs::read_to_string(dir.join(FAILURE))
+            && let Ok(failure) = serde_json::from_str::<Failure>(&text)
+        {
+            return RunState::Failed(failure);
+        }
+        RunState::Pending
+    }
+
+    /// Starts (or restarts) writing the run `hash`: the folder exists and holds no manifest
+    /// and no failure record, so it cannot be mistaken for a finished run.
+    pub fn begin(&self, hash: &str) -> anyhow::Result<RunWriter> {
+        let dir = self.run_dir(hash);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for name in [MANIFEST, FAILURE] {
+            match fs::remove_file(dir.join(name)) {
+                Ok(()) => atomic::sync_dir(&dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("removing {}", dir.join(name).display()));
+                }
+            }
+        }
+        Ok(RunWriter {
+            hash: hash.to_string(),
+            dir,
+            artifacts: BTreeMap::new(),
+        })
+    }
+}
+
+/// Writes one run's artifacts, then its manifest.
+#[derive(Debug)]
+pub struct RunWriter {
+    hash: String,
+    dir: PathBuf,
+    artifacts: BTreeMap<String, String>,
+}
+
+impl RunWriter {
+    /// The run folder (for artifacts written by others, such as checkpoints).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes an artifact atomically and records its checksum.
+    pub fn write(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        write_atomic(&self.dir.join(name), bytes)?;
+        self.artifacts.insert(name.to_string(), hex_sha256(bytes));
+        Ok(())
+    }
+
+    /// Records the checksum of an artifact already written into the run folder.
+    pub fn record(&mut self, name: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        self.artifacts.insert(name.to_string(), hex_sha256(&bytes));
+        Ok(())
+    }
+
+    /// Writes the manifest last: from now on the run is done.
+    pub fn finish(self, semantics: u32, provenance: Provenance) -> anyhow::Result<Manifest> {
+        let manifest = Manifest {
+            hash: self.hash,
+            semantics,
+            artifacts: self.artifacts,
+            provenance,
+        };
+        let text = serde_json::to_string_pretty(&manifest)?;
+        write_atomic(&self.dir.join(MANIFEST), text.as_bytes())?;
+        Ok(manifest)
+    }
+
+    /// Records why the run failed (it stays not done).
+    pub fn fail(self, reason: &str) -> anyhow::Result<()> {
+        let failure = Failure {
+            hash: self.hash,
+            reason: reason.to_string(),
+            at: utc_now(),
+        };
+        write_atomic(
+            &self.dir.join(FAILURE),
+            serde_json::to_string_pretty(&failure)?.as_bytes(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provenance() -> Provenance {
+        Provenance {
+            agml_version: "0".into(),
+            git_commit: None,
+            git_dirty: None,
+            backend: "flex".into(),
+            device: "cpu".into(),
+            host: "h".into(),
+            threads: 1,
+            data_root: "/d".into(),
+            started: utc_now(),
+            finished: utc_now(),
+            wall_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_run_is_done_only_after_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let hash = "ab".repeat(32);
+        assert_eq!(store.state(&hash, 1), RunState::Pending);
+        let mut writer = store.begin(&hash).unwrap();
+        writer.write("metrics.json", b"{}").unwrap();
+        assert_eq!(store.state(&hash, 1), RunState::Pending);
+        let manifest = writer.finish(1, provenance()).unwrap();
+        assert_eq!(manifest.artifacts["metrics.json"], hex_sha256(b"{}"));
+        assert_eq!(store.state(&hash, 1).label(), "done");
+        assert_eq!(store.state(&hash, 2).label(), "stale");
+        // Restarting removes the manifest first.
+        let writer = store.begin(&hash).unwrap();
+        assert_eq!(store.state(&hash, 1), RunState::Pending);
+        writer.fail("NaN loss at epoch 1").unwrap();
+        assert_eq!(store.state(&hash, 1).label(), "failed");
+    }
+
+    #[test]
+    fn a_manifest_of_another_hash_does_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        store.begin(&a).unwrap().finish(1, provenance()).unwrap();
+        fs::create_dir_all(store.run_dir(&b)).unwrap();
+        fs::copy(
+            store.run_dir(&a).join(MANIFEST),
+            store.run_dir(&b).join(MANIFEST),
+        )
+        .unwrap();
+        assert_eq!(store.state(&b, 1), RunState::Pending);
+    }
+}

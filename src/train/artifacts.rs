@@ -1,0 +1,90 @@
+//! The files a run leaves: `metrics.json` and the per-epoch `history.csv`.
+
+use serde_json::json;
+
+use super::run::RunOutcome;
+use crate::eval::Metrics;
+
+/// `metrics.json`: the test metrics of the epoch selected on validation, plus (labelled apart,
+/// never to be confused with them) the best test value of each metric over all epochs, which is
+/// what selecting on the test set, as the authors' code does, would report.
+pub fn metrics_json(outcome: &RunOutcome) -> String {
+    let selected = outcome.selected();
+    let mut best_test = Metrics::new();
+    for record in &outcome.history {
+        for (name, &value) in &record.test {
+            let best = best_test.entry(name.clone()).or_insert(value);
+            *best = best.max(value);
+        }
+    }
+    let value = json!({
+        "selected_epoch": outcome.selected_epoch,
+        "selection_metric": format!("val {}", super::run::SELECTION_METRIC),
+        "val": selected.val,
+        "test": selected.test,
+        "test_max_over_epochs": best_test,
+    });
+    serde_json::to_string_pretty(&value).expect("metrics serialise") + "\n"
+}
+
+/// `history.csv`: one row per epoch; metric columns are `val_<metric>` and `test_<metric>`.
+pub fn history_csv(outcome: &RunOutcome) -> String {
+    let first = &outcome.history[0];
+    let mut header = vec!["epoch", "loss", "metric_loss", "diversity_loss", "seconds"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    header.extend(first.val.keys().map(|k| format!("val_{k}")));
+    header.extend(first.test.keys().map(|k| format!("test_{k}")));
+    let mut out = header.join(",") + "\n";
+    for r in &outcome.history {
+        let mut row = vec![
+            r.epoch.to_string(),
+            format!("{:.6}", r.loss),
+            format!("{:.6}", r.metric_loss),
+            format!("{:.6}", r.diversity_loss),
+            format!("{:.3}", r.seconds),
+        ];
+        row.extend(r.val.values().map(|v| format!("{v:.6}")));
+        row.extend(r.test.values().map(|v| format!("{v:.6}")));
+        out += &(row.join(",") + "\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::EpochRecord;
+
+    fn record(epoch: usize, val: f64, test: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            loss: 1.0,
+            metric_loss: 0.9,
+            diversity_loss: 5.0,
+            val: Metrics::from([("recall@1".to_string(), val)]),
+            test: Metrics::from([("recall@1".to_string(), test)]),
+            seconds: 2.0,
+        }
+    }
+
+    #[test]
+    fn metrics_report_the_selected_epoch_and_the_test_maximum_apart() {
+        let outcome = RunOutcome {
+            selected_epoch: 1,
+            history: vec![record(1, 0.8, 0.5), record(2, 0.7, 0.6)],
+            checkpoint: vec![],
+        };
+        let value: serde_json::Value = serde_json::from_str(&metrics_json(&outcome)).unwrap();
+        assert_eq!(value["selected_epoch"], 1);
+        assert_eq!(value["test"]["recall@1"], 0.5);
+        assert_eq!(value["test_max_over_epochs"]["recall@1"], 0.6);
+        let csv = history_csv(&outcome);
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            "epoch,loss,metric_loss,diversity_loss,seconds,val_recall@1,test_recall@1"
+        );
+        assert_eq!(csv.lines().count(), 3);
+    }
+}

@@ -1,0 +1,63 @@
+//! The effective configuration of one run: what the cell hash covers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetConfig;
+use crate::loss::LossConfig;
+use crate::model::{BackboneKind, HeadKind};
+
+/// Everything that determines what a run computes (and nothing about where or how it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub dataset: DatasetConfig,
+    pub backbone: BackboneKind,
+    pub head: HeadKind,
+    pub loss: LossConfig,
+    /// Number of groups P.
+    pub groups: usize,
+    /// Total embedding size D; each group has D / P dimensions.
+    pub embedding_size: usize,
+    /// Channel reduction r of the attentive head's keys (C -> C / r).
+    pub reduction: usize,
+    pub seed: u64,
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Per-group embedding size d = D / P (integer division, as in the paper).
+    pub fn group_size(&self) -> usize {
+        self.embedding_size / self.groups
+    }
+}
+
+/// Optimisation and evaluation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Images per class in a batch (m); a batch holds batch_size / m classes.
+    pub samples_per_class: usize,
+    /// Adam learning rate of the model.
+    pub lr: f64,
+    /// L2 weight decay of the model parameters (Adam, PyTorch semantics).
+    pub weight_decay: f64,
+    /// Weight of the diversity loss.
+    pub lambda_div: f64,
+    /// The K of Recall@K.
+    pub recall_k: Vec<usize>,
+}
+
+/// Built-in defaults under every matrix's `[defaults]`.
+pub mod defaults {
+    pub const EPOCHS: usize = 5;
+    pub const BATCH_SIZE: usize = 80;
+    pub const SAMPLES_PER_CLASS: usize = 16;
+    pub const LR: f64 = 1e-3;
+    pub const WEIGHT_DECAY: f64 = 1e-4;
+    pub const LAMBDA_DIV: f64 = 0.02;
+    pub const REDUCTION: usize = 8;
+    pub const EMBEDDING_SIZE: usize = 64;
+    pub const RECALL_K: [usize; 4] = [1, 2, 4, 8];
+}

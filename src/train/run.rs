@@ -1,0 +1,222 @@
+//! The training loop of one run: class-balanced batches, margin + diversity loss, Adam, and
+//! per-epoch validation that selects the checkpoint whose test metrics are reported.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::ProgressBar;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::config::RunConfig;
+use crate::data::{ClassBalancedSampler, ImageSet, Splits};
+use crate::eval::{Metrics, retrieval_metrics};
+use crate::loss::{LossConfig, MarginLoss, diversity_loss};
+use crate::model::embedder::{Embedder, EmbedderSpec};
+
+/// The metric that selects the epoch.
+pub const SELECTION_METRIC: &str = "recall@1";
+/// Images per forward pass when embedding a whole set.
+const EMBED_BATCH: usize = 500;
+
+/// One epoch of the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub loss: f64,
+    pub metric_loss: f64,
+    pub diversity_loss: f64,
+    pub val: Metrics,
+    pub test: Metrics,
+    pub seconds: f64,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// 1-based epoch with the best validation `SELECTION_METRIC`.
+    pub selected_epoch: usize,
+    pub history: Vec<EpochRecord>,
+    /// Burnpack bytes of the embedder at the selected epoch.
+    pub checkpoint: Vec<u8>,
+}
+
+impl RunOutcome {
+    /// The record of the selected epoch.
+    pub fn selected(&self) -> &EpochRecord {
+        &self.history[self.selected_epoch - 1]
+    }
+}
+
+/// Trains `config` on `splits` on `device` (a plain device; gradients are enabled here).
+pub fn train_run(
+    config: &RunConfig,
+    splits: &Splits,
+    device: &Device,
+    progress: Option<&ProgressBar>,
+) -> anyhow::Result<RunOutcome> {
+    let train_device = device.clone().autodiff();
+    let spec = EmbedderSpec {
+        backbone: config.backbone,
+        head: config.head,
+        in_channels: splits.train.channels,
+        groups: config.groups,
+        embedding_size: config.embedding_size,
+        reduction: config.reduction,
+        seed: config.seed,
+    };
+    let mut model = Embedder::new(spec, &train_device);
+    let LossConfig::Margin(margin) = &config.loss;
+    let groups = if config.head.has_groups() {
+        config.groups
+    } else {
+        1
+    };
+    let mut criterion = MarginLoss::new(margin, groups, splits.train.class_count(), &train_device);
+
+    let weight_decay = (config.train.weight_decay > 0.0)
+        .then(|| WeightDecayConfig::new(config.train.weight_decay as f32));
+    let mut model_optim = AdamConfig::new().with_weight_decay(weight_decay).init();
+    let mut loss_optim = AdamConfig::new().init();
+
+    let train = &config.train;
+    let sampler = ClassBalancedSampler::new(
+        splits.train.indices_by_class(),
+        train.batch_size,
+        train.samples_per_class,
+    );
+    let image_shape = [
+        splits.train.channels,
+        splits.train.height,
+        splits.train.width,
+    ];
+    let mut history: Vec<EpochRecord> = Vec::with_capacity(train.epochs);
+    let mut best: Option<(f64, usize, Vec<u8>)> = None;
+
+    for epoch in 0..train.epochs {
+        let started = Instant::now();
+        let batches = sampler.epoch(config.seed, epoch);
+        // Mining draws are seeded per epoch too, so an epoch replays identically.
+        let mut mining_rng =
+            ChaCha8Rng::seed_from_u64(config.seed ^ 0x5EED_0000_0000 ^ (epoch as u64) << 8);
+        if let Some(bar) = progress {
+            bar.set_length(batches.len() as u64);
+            bar.set_position(0);
+            bar.set_message(format!("epoch {}/{}", epoch + 1, train.epochs));
+        }
+        let (mut loss_sum, mut metric_sum, mut diversity_sum) = (0.0, 0.0, 0.0);
+        for (step, batch) in batches.iter().enumerate() {
+            let images = batch_tensor(&splits.train, batch, image_shape, &train_device);
+            let labels: Vec<usize> = batch.iter().map(|&i| splits.train.labels[i]).collect();
+            let output = model.forward(images);
+            let metric_loss = criterion.forward(output.groups.clone(), &labels, &mut mining_rng);
+            let div_loss = diversity_loss(output.groups);
+            let loss = metric_loss.clone() + div_loss.clone() * train.lambda_div;
+            let values = Tensor::cat(vec![loss.clone(), metric_loss, div_loss], 0)
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("float losses");
+            if !values[0].is_finite() {
+                bail!(
+                    "the loss became {} at epoch {} batch {}",
+                    values[0],
+                    epoch + 1,
+                    step + 1
+                );
+            }
+            loss_sum += f64::from(values[0]);
+            metric_sum += f64::from(values[1]);
+            diversity_sum += f64::from(values[2]);
+
+            let mut grads = loss.backward();
+            let model_grads = GradientsParams::from_module(&mut grads, &model);
+            let loss_grads = GradientsParams::from_module(&mut grads, &criterion);
+            model = model_optim.step(train.lr, model, model_grads);
+            criterion = loss_optim.step(margin.beta_lr, criterion, loss_grads);
+            if let Some(bar) = progress {
+                bar.inc(1);
+            }
+        }
+
+        let frozen = model.valid();
+        let val = evaluate(&frozen, &splits.val, &train.recall_k, device);
+        let test = evaluate(&frozen, &splits.test, &train.recall_k, device);
+        let steps = batches.len() as f64;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            loss: loss_sum / steps,
+            metric_loss: metric_sum / steps,
+            diversity_loss: diversity_sum / steps,
+            val,
+            test,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::debug!(
+            epoch = record.epoch,
+            loss = record.loss,
+            val = record.val[SELECTION_METRIC],
+            "epoch done"
+        );
+        let score = record.val[SELECTION_METRIC];
+        // Strictly better only: ties keep the earlier epoch.
+        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+            let bytes = frozen.into_record().into_bytes()?.to_vec();
+            best = Some((score, record.epoch, bytes));
+        }
+        history.push(record);
+    }
+    let (_, selected_epoch, checkpoint) = best.expect("at least one epoch");
+    Ok(RunOutcome {
+        selected_epoch,
+        history,
+        checkpoint,
+    })
+}
+
+fn batch_tensor(
+    set: &ImageSet,
+    indices: &[usize],
+    shape: [usize; 3],
+    device: &Device,
+) -> Tensor<4> {
+    let data = TensorData::new(
+        set.gather(indices),
+        [indices.len(), shape[0], shape[1], shape[2]],
+    );
+    Tensor::from_data(data, device)
+}
+
+/// Embeddings of every image of `set`, `[n, P * d]` row-major (groups concatenated).
+pub fn embed(model: &Embedder, set: &ImageSet, device: &Device) -> (Vec<f32>, usize) {
+    let shape = [set.channels, set.height, set.width];
+    let mut out = Vec::new();
+    let mut dim = 0;
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(EMBED_BATCH) {
+        let groups = model
+            .forward(batch_tensor(set, chunk, shape, device))
+            .groups;
+        let [n, p, d] = groups.dims();
+        dim = p * d;
+        out.extend(
+            groups
+                .reshape([n, p * d])
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("float embeddings"),
+        );
+    }
+    (out, dim)
+}
+
+/// Retrieval metrics of `model` on `set` (leave-one-out).
+fn evaluate(model: &Embedder, set: &ImageSet, ks: &[usize], device: &Device) -> Metrics {
+    let (embeddings, dim) = embed(model, set, device);
+    retrieval_metrics(&embeddings, dim, &set.labels, ks)
+}

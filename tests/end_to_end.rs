@@ -1,0 +1,241 @@
+//! End to end on the smoke matrix: run into a temp store, report, rerun (trains nothing),
+//! determinism, and bad input that writes nothing. Needs Fashion-MNIST (`make data`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+const AGML: &str = env!("CARGO_BIN_EXE_agml");
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn agml(args: &[&str]) -> Output {
+    let output = Command::new(AGML).args(args).output().expect("agml runs");
+    eprintln!(
+        "agml {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn run_dirs(results: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn smoke_matrix_runs_reports_and_never_reruns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let paper = tmp.path().join("paper");
+    let smoke = repo("experiments/smoke.toml");
+    let (smoke, results_s, paper_s) = (
+        smoke.to_str().unwrap(),
+        results.to_str().unwrap(),
+        paper.to_str().unwrap(),
+    );
+
+    let plan = agml(&["plan", smoke, "--results", results_s, "--json"]);
+    assert!(plan.status.success());
+    let cells: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let cells = cells.as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    assert!(
+        cells
+            .iter()
+            .all(|c| c["status"] == "pending" && c["hash"].as_str().unwrap().len() == 64)
+    );
+
+    let run = agml(&["run", smoke, "--results", results_s]);
+    assert!(run.status.success());
+    let dirs = run_dirs(&results);
+    assert_eq!(dirs.len(), 2);
+    for dir in &dirs {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        assert_eq!(manifest["hash"], dir.file_name().unwrap().to_str().unwrap());
+        let artifacts = manifest["artifacts"].as_object().unwrap();
+        for name in [
+            "cell.toml",
+            "metrics.json",
+            "history.csv",
+            "checkpoint-best.bpk",
+        ] {
+            assert_eq!(
+                artifacts[name],
+                sha256_hex(&dir.join(name)),
+                "{name} checksum"
+            );
+        }
+        assert_eq!(manifest["provenance"]["backend"], "flex");
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
+                .unwrap();
+        for key in [
+            "recall@1",
+            "recall@2",
+            "recall@4",
+            "recall@8",
+            "map@r",
+            "r_precision",
+        ] {
+            let value = metrics["test"][key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&value), "{key} = {value}");
+        }
+        // Five test classes: chance Recall@1 is about 0.2; even two tiny epochs beat it.
+        assert!(metrics["test"]["recall@1"].as_f64().unwrap() > 0.3);
+        let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+        assert_eq!(history.lines().count(), 1 + 2, "header + 2 epochs");
+    }
+
+    let report = agml(&["report", smoke, "--results", results_s, "--out", paper_s]);
+    assert!(report.status.success());
+    let table = std::fs::read_to_string(paper.join("tables/smoke.md")).unwrap();
+    assert!(table.contains("| none | 1 | 1 |"), "{table}");
+    assert!(table.contains("| attentive | 2 | 1 |"), "{table}");
+    assert!(table.contains("All 2 cells finished."));
+    let tex = std::fs::read_to_string(paper.join("tables/smoke.tex")).unwrap();
+    assert!(tex.contains("\\toprule") && tex.contains("\\bottomrule"));
+    let csv = std::fs::read_to_string(paper.join("tables/smoke.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(csv.lines().next().unwrap().contains("recall@1_mean"));
+
+    // A finished matrix trains nothing and changes nothing.
+    let before: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::metadata(d.join("manifest.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    let rerun = agml(&["run", smoke, "--results", results_s]);
+    assert!(rerun.status.success());
+    assert!(
+        stdout(&rerun).contains("nothing to do"),
+        "{}",
+        stdout(&rerun)
+    );
+    let after: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::metadata(d.join("manifest.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(before, after);
+    let status = agml(&["status", smoke, "--results", results_s, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["done"], 2);
+    assert_eq!(status["pending"], 0);
+}
+
+#[test]
+fn the_same_cell_twice_gives_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smoke = repo("experiments/smoke.toml");
+    let mut metrics = Vec::new();
+    for store in ["a", "b"] {
+        let results = tmp.path().join(store);
+        let run = agml(&[
+            "run",
+            smoke.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--only",
+            "head=attentive",
+        ]);
+        assert!(run.status.success());
+        let dirs = run_dirs(&results);
+        assert_eq!(dirs.len(), 1);
+        metrics.push(std::fs::read(dirs[0].join("metrics.json")).unwrap());
+        metrics.push(
+            std::fs::read(dirs[0].join("history.csv"))
+                .unwrap()
+                .split(|&b| b == b'\n')
+                .map(|line| {
+                    // Drop the seconds column (wall time differs between runs).
+                    let text = String::from_utf8_lossy(line).into_owned();
+                    let mut fields: Vec<&str> = text.split(',').collect();
+                    if fields.len() > 4 {
+                        fields.remove(4);
+                    }
+                    fields.join(",")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes(),
+        );
+    }
+    assert_eq!(
+        metrics[0], metrics[2],
+        "metrics.json differs between identical runs"
+    );
+    assert_eq!(
+        metrics[1], metrics[3],
+        "history differs between identical runs"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let matrix = tmp.path().join("broken.toml");
+    std::fs::write(&matrix, "[axes]\ndataset = [\"fashion-mnist\"]\nbackbone = [\"convnet-small\"]\nhead = [\"none\"]\nloss = [\"margin\"]\ngroups = [1]\nseed = [0]\nepochs = 3\n").unwrap();
+    let run = agml(&[
+        "run",
+        matrix.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("broken.toml:8:1"), "{stderr}");
+    assert!(!results.exists(), "a bad matrix wrote to the store");
+
+    // A dataset root that does not exist: exit 2 before anything is trained.
+    std::fs::write(&matrix, "[axes]\ndataset = [\"fashion-mnist\"]\nbackbone = [\"convnet-small\"]\nhead = [\"none\"]\nloss = [\"margin\"]\ngroups = [1]\nseed = [0]\n[datasets.fashion-mnist]\nroot = \"/nonexistent/fmnist\"\n").unwrap();
+    let run = agml(&[
+        "run",
+        matrix.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("/nonexistent/fmnist"));
+    assert!(!results.exists(), "a missing dataset wrote to the store");
+
+    let only = agml(&[
+        "plan",
+        repo("experiments/smoke.toml").to_str().unwrap(),
+        "--only",
+        "colour=red",
+    ]);
+    assert_eq!(only.status.code(), Some(2));
+}
