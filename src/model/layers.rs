@@ -78,24 +78,78 @@ impl Conv2d {
     }
 }
 
-/// A bias-free linear map (also a 1x1 convolution applied position-wise).
+/// A linear map (also a 1x1 convolution applied position-wise), bias-free unless built
+/// `with_bias`.
 #[derive(Module, Debug)]
 pub struct Linear {
     /// `[in, out]`
     pub weight: Param<Tensor<2>>,
+    /// `[out]`
+    pub bias: Option<Param<Tensor<1>>>,
 }
 
 impl Linear {
-    /// PyTorch's default bound 1 / sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
+    /// Bias-free, PyTorch's default bound 1 / sqrt(fan_in) (kaiming_uniform with a = sqrt(5)).
     pub fn new(init: &mut ParamInit, input: usize, output: usize) -> Self {
         Self {
             weight: init.uniform([input, output], 1.0 / (input as f64).sqrt()),
+            bias: None,
+        }
+    }
+
+    /// With a bias drawn like PyTorch's (uniform in +-1 / sqrt(fan_in)).
+    pub fn with_bias(init: &mut ParamInit, input: usize, output: usize) -> Self {
+        let bound = 1.0 / (input as f64).sqrt();
+        Self {
+            weight: init.uniform([input, output], bound),
+            bias: Some(init.uniform([output], bound)),
         }
     }
 
     /// `[..., in]` -> `[..., out]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.val(), None)
+        linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+    }
+}
+
+/// One linear map per group, applied to that group's slice: `[n, P, M, in]` -> `[n, P, M, out]`.
+#[derive(Module, Debug)]
+pub struct GroupedLinear {
+    /// `[P, in, out]`
+    pub weight: Param<Tensor<3>>,
+    /// `[P, out]`
+    pub bias: Option<Param<Tensor<2>>>,
+}
+
+impl GroupedLinear {
+    /// `groups` maps `input -> output`, with biases, initialised like [`Linear::with_bias`].
+    pub fn with_bias(init: &mut ParamInit, groups: usize, input: usize, output: usize) -> Self {
+        let bound = 1.0 / (input as f64).sqrt();
+        Self {
+            weight: init.uniform([groups, input, output], bound),
+            bias: Some(init.uniform([groups, output], bound)),
+        }
+    }
+
+    /// `[n, P, M, in]` -> `[n, P, M, out]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, groups, rows, _] = x.dims();
+        let [_, input, output] = self.weight.dims();
+        let weight = self
+            .weight
+            .val()
+            .unsqueeze::<4>()
+            .expand([n, groups, input, output]);
+        let y = x.matmul(weight);
+        match &self.bias {
+            Some(bias) => {
+                y + bias
+                    .val()
+                    .reshape([1, groups, 1, output])
+                    .expand([n, groups, rows, output])
+            }
+            None => y,
+        }
     }
 }
 

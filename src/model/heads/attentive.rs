@@ -21,16 +21,20 @@ pub struct AttentiveGrouping {
     pub values: Linear,
     /// `[P, C/r]`: the only group-specific parameters.
     pub queries: Param<Tensor<2>>,
+    /// The "A-grouping + linear" variant's bias-free d x d map shared by the groups.
+    pub post: Option<Linear>,
 }
 
 impl AttentiveGrouping {
-    /// Queries start uniform in +-1/sqrt(C/r), as in the authors' code.
-    pub fn new(shape: HeadShape, init: &mut ParamInit) -> Self {
+    /// Queries start uniform in +-1/sqrt(C/r), as in the authors' code; `with_linear` adds the
+    /// shared d x d map after pooling.
+    pub fn new(shape: HeadShape, with_linear: bool, init: &mut ParamInit) -> Self {
         let key_size = (shape.channels / shape.reduction).max(1);
         Self {
             keys: Linear::new(init, shape.channels, key_size),
             values: Linear::new(init, shape.channels, shape.group_size),
             queries: init.uniform([shape.groups, key_size], 1.0 / (key_size as f64).sqrt()),
+            post: with_linear.then(|| Linear::new(init, shape.group_size, shape.group_size)),
         }
     }
 
@@ -63,6 +67,10 @@ impl AttentiveGrouping {
         let scores = burn::tensor::module::linear(keys, self.queries.val().transpose(), None); // [n, N, P]
         let attention = softmax(scores, 1); // over positions
         let pooled = attention.clone().swap_dims(1, 2).matmul(values); // [n, P, d]
+        let pooled = match &self.post {
+            Some(post) => post.forward(pooled),
+            None => pooled,
+        };
         (l2_normalize(pooled), attention)
     }
 }
@@ -85,7 +93,7 @@ mod tests {
             group_size: 12 / groups,
             reduction: 4,
         };
-        AttentiveGrouping::new(shape, &mut ParamInit::new(7, &Device::default()))
+        AttentiveGrouping::new(shape, false, &mut ParamInit::new(7, &Device::default()))
     }
 
     fn features() -> Tensor<4> {

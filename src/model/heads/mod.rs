@@ -1,7 +1,10 @@
 //! Grouping heads: a feature map in, per-group L2-normalised embeddings out.
 
 pub mod attentive;
+pub mod channel;
 pub mod flatten;
+pub mod gate;
+pub mod multi_linear;
 pub mod none;
 
 use std::fmt;
@@ -11,7 +14,10 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 pub use attentive::AttentiveGrouping;
+pub use channel::ChannelGrouping;
 pub use flatten::FlattenHead;
+pub use gate::GateGrouping;
+pub use multi_linear::MultiLinear;
 pub use none::NoGrouping;
 
 use super::layers::ParamInit;
@@ -22,8 +28,16 @@ use super::layers::ParamInit;
 pub enum HeadKind {
     /// Global average pooling + bias-free linear: one group.
     None,
+    /// Conventional grouping: GAP, linear C -> P*d, split.
+    MultiLinear,
+    /// ABE-like attention masks per group.
+    Gate,
+    /// Squeeze-and-excitation channel weights per group.
+    Channel,
     /// A-grouping: learnable per-group queries attending over positions.
     Attentive,
+    /// A-grouping followed by a shared d x d linear map.
+    AttentiveLinear,
 }
 
 impl HeadKind {
@@ -37,7 +51,11 @@ impl fmt::Display for HeadKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             HeadKind::None => "none",
+            HeadKind::MultiLinear => "multi-linear",
+            HeadKind::Gate => "gate",
+            HeadKind::Channel => "channel",
             HeadKind::Attentive => "attentive",
+            HeadKind::AttentiveLinear => "attentive-linear",
         })
     }
 }
@@ -64,6 +82,9 @@ pub struct HeadShape {
 #[derive(Module, Debug)]
 pub enum Head {
     None(NoGrouping),
+    MultiLinear(MultiLinear),
+    Gate(GateGrouping),
+    Channel(ChannelGrouping),
     Attentive(AttentiveGrouping),
 }
 
@@ -72,7 +93,11 @@ impl Head {
     pub fn new(kind: HeadKind, shape: HeadShape, init: &mut ParamInit) -> Self {
         match kind {
             HeadKind::None => Head::None(NoGrouping::new(shape.channels, shape.group_size, init)),
-            HeadKind::Attentive => Head::Attentive(AttentiveGrouping::new(shape, init)),
+            HeadKind::MultiLinear => Head::MultiLinear(MultiLinear::new(shape, init)),
+            HeadKind::Gate => Head::Gate(GateGrouping::new(shape, init)),
+            HeadKind::Channel => Head::Channel(ChannelGrouping::new(shape, init)),
+            HeadKind::Attentive => Head::Attentive(AttentiveGrouping::new(shape, false, init)),
+            HeadKind::AttentiveLinear => Head::Attentive(AttentiveGrouping::new(shape, true, init)),
         }
     }
 
@@ -80,7 +105,22 @@ impl Head {
     pub fn forward(&self, features: Tensor<4>) -> HeadOutput {
         match self {
             Head::None(h) => h.forward(features),
+            Head::MultiLinear(h) => h.forward(features),
+            Head::Gate(h) => h.forward(features),
+            Head::Channel(h) => h.forward(features),
             Head::Attentive(h) => h.forward(features),
         }
     }
 }
+
+/// Global average pooling: `[n, C, H, W]` -> `[n, C]`.
+pub fn global_average(features: Tensor<4>) -> Tensor<2> {
+    let [n, channels, height, width] = features.dims();
+    features
+        .reshape([n, channels, height * width])
+        .mean_dim(2)
+        .reshape([n, channels])
+}
+
+#[cfg(test)]
+mod tests;

@@ -22,9 +22,9 @@ impl NoGrouping {
 
     /// `[n, C, H, W]` -> `[n, 1, D]`
     pub fn forward(&self, features: Tensor<4>) -> HeadOutput {
-        let [n, channels, height, width] = features.dims();
-        let pooled = features.reshape([n, channels, height * width]).mean_dim(2); // [n, C, 1]
-        let embedded = self.projection.forward(pooled.swap_dims(1, 2)); // [n, 1, D]
+        let pooled = super::global_average(features); // [n, C]
+        let [n, _] = pooled.dims();
+        let embedded = self.projection.forward(pooled).reshape([n as i64, 1, -1]); // [n, 1, D]
         HeadOutput {
             groups: l2_normalize(embedded),
             maps: None,
