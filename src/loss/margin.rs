@@ -13,9 +13,11 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::model::layers::l2_normalize;
+
 /// Hyper-parameters of the margin loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct MarginConfig {
     /// Margin alpha around the boundary.
     pub alpha: f64,
@@ -70,30 +72,30 @@ impl MarginLoss {
         }
     }
 
-    /// Mean over groups of the loss of each group. `groups`: `[n, P, d]` L2-normalised,
-    /// `labels`: the dense training class of each row. Returns a one-element tensor.
-    pub fn forward(&self, groups: Tensor<3>, labels: &[usize], rng: &mut impl Rng) -> Tensor<1> {
-        let [n, p, d] = groups.dims();
-        let values = groups
+    /// The loss of one group: `embedding` `[n, d]` (normalised here), `labels` the dense
+    /// training class of each row; triplets are sampled with `rng`. A one-element tensor.
+    pub fn forward_group(
+        &self,
+        group: usize,
+        embedding: Tensor<2>,
+        labels: &[usize],
+        rng: &mut impl Rng,
+    ) -> Tensor<1> {
+        let embedding = l2_normalize(embedding);
+        let [n, d] = embedding.dims();
+        let values = embedding
             .clone()
             .into_data()
             .try_into_vec::<f32>()
             .expect("float embeddings");
-        let mut total: Option<Tensor<1>> = None;
-        for group in 0..p {
-            let rows: Vec<&[f32]> = (0..n)
-                .map(|i| &values[(i * p + group) * d..(i * p + group + 1) * d])
-                .collect();
-            let triplets = sample_triplets(&rows, labels, self.cutoff, rng);
-            let embedding = groups.clone().narrow(1, group, 1).reshape([n, d]);
-            let beta = self.beta.val().narrow(0, group, 1).reshape([-1]);
-            let term = self.triplet_loss(embedding, beta, labels, &triplets);
-            total = Some(match total {
-                Some(sum) => sum + term,
-                None => term,
-            });
-        }
-        total.expect("at least one group") / p as f64
+        let rows: Vec<&[f32]> = (0..n).map(|i| &values[i * d..(i + 1) * d]).collect();
+        let triplets = sample_triplets(&rows, labels, self.cutoff, rng);
+        self.triplet_loss(embedding, self.group_beta(group), labels, &triplets)
+    }
+
+    /// The boundaries of `group`: `[classes]`.
+    pub fn group_beta(&self, group: usize) -> Tensor<1> {
+        self.beta.val().narrow(0, group, 1).reshape([-1])
     }
 
     /// The loss of given triplets for one group: `embedding` `[n, d]`, `beta` `[classes]`.
@@ -256,7 +258,7 @@ mod tests {
         assert!((value.into_scalar::<f32>() as f64 - expected).abs() < 1e-5);
         // beta 0.8: both terms active, averaged over 2.
         let l = loss(0.8);
-        let value = l.triplet_loss(embedding, l.beta.val().reshape([-1]), &labels, &triplet);
+        let value = l.triplet_loss(embedding, l.group_beta(0), &labels, &triplet);
         let expected = ((d_ap - 0.8 + 0.2) + (0.8 - d_an + 0.2)) / 2.0;
         assert!((value.into_scalar::<f32>() as f64 - expected).abs() < 1e-5);
     }
@@ -265,10 +267,11 @@ mod tests {
     fn no_valid_triplet_gives_zero_not_nan() {
         let l = loss(1.2);
         let embedding = tensor2(vec![1.0, 0.0, 0.0, 1.0], [2, 2]);
-        let groups = embedding.reshape([2, 1, 2]);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         // Two images of two classes: no anchor has a positive.
-        let value = l.forward(groups, &[0, 1], &mut rng).into_scalar::<f32>();
+        let value = l
+            .forward_group(0, embedding, &[0, 1], &mut rng)
+            .into_scalar::<f32>();
         assert_eq!(value, 0.0);
     }
 

@@ -10,7 +10,6 @@ use super::schema::{Axis, ExcludeRule, MatrixFile, Settings};
 use super::{AxisValues, PlannedCell};
 use crate::data::{DatasetConfig, DatasetName, FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
 use crate::error::BadInput;
-use crate::loss::{LossConfig, LossName, MarginConfig};
 use crate::train::config::{RunConfig, TrainConfig, defaults};
 
 /// Where an error points: the matrix file and its text.
@@ -60,7 +59,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         for backbone in axes.backbone.get_ref() {
             for head in axes.head.get_ref() {
                 for loss in axes.loss.get_ref() {
-                    let loss_config = resolve_loss(file, *loss.get_ref());
+                    let loss_config = file.losses.resolve(*loss.get_ref());
                     let sizes: Vec<Spanned<usize>> = match &axes.embedding_size {
                         Some(axis) => axis.get_ref().clone(),
                         None => vec![
@@ -254,21 +253,6 @@ fn resolve_dataset(
 /// A relative path in a matrix is relative to the working directory, as on the command line.
 fn resolve_path(_matrix: &Path, path: &str) -> PathBuf {
     PathBuf::from(path)
-}
-
-fn resolve_loss(file: &MatrixFile, name: LossName) -> LossConfig {
-    match name {
-        LossName::Margin => {
-            let table = file.losses.margin.as_ref();
-            let d = MarginConfig::default();
-            LossConfig::Margin(MarginConfig {
-                alpha: table.and_then(|t| t.alpha).unwrap_or(d.alpha),
-                beta_init: table.and_then(|t| t.beta_init).unwrap_or(d.beta_init),
-                beta_lr: table.and_then(|t| t.beta_lr).unwrap_or(d.beta_lr),
-                cutoff: table.and_then(|t| t.cutoff).unwrap_or(d.cutoff),
-            })
-        }
-    }
 }
 
 fn resolve_reduction(settings: &Settings, src: &Source) -> Result<usize, BadInput> {

@@ -8,7 +8,10 @@ use serde::de::{Deserializer, Error as _};
 use toml::Spanned;
 
 use crate::data::DatasetName;
-use crate::loss::LossName;
+use crate::loss::{
+    BinomialDevianceConfig, ContrastiveConfig, LossConfig, LossName, MarginConfig,
+    MultiSimilarityConfig, NormalizedSoftmaxConfig, ProxyAnchorConfig, TripletConfig,
+};
 use crate::model::{BackboneKind, HeadKind};
 
 /// A whole matrix file (`experiments/*.toml`).
@@ -123,21 +126,41 @@ pub struct FashionMnistTable {
     pub train: Settings,
 }
 
-/// `[losses.<name>]` tables.
+/// `[losses.<name>]` tables: each loss's hyper-parameters over its defaults.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LossTables {
-    pub margin: Option<MarginTable>,
+    pub margin: Option<MarginConfig>,
+    pub multi_similarity: Option<MultiSimilarityConfig>,
+    pub proxy_anchor: Option<ProxyAnchorConfig>,
+    pub contrastive: Option<ContrastiveConfig>,
+    pub triplet: Option<TripletConfig>,
+    pub binomial_deviance: Option<BinomialDevianceConfig>,
+    pub normalized_softmax: Option<NormalizedSoftmaxConfig>,
 }
 
-/// `[losses.margin]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarginTable {
-    pub alpha: Option<f64>,
-    pub beta_init: Option<f64>,
-    pub beta_lr: Option<f64>,
-    pub cutoff: Option<f64>,
+impl LossTables {
+    /// The effective configuration of loss `name`.
+    pub fn resolve(&self, name: LossName) -> LossConfig {
+        fn or_default<T: Clone + Default>(table: &Option<T>) -> T {
+            table.clone().unwrap_or_default()
+        }
+        match name {
+            LossName::Margin => LossConfig::Margin(or_default(&self.margin)),
+            LossName::MultiSimilarity => {
+                LossConfig::MultiSimilarity(or_default(&self.multi_similarity))
+            }
+            LossName::ProxyAnchor => LossConfig::ProxyAnchor(or_default(&self.proxy_anchor)),
+            LossName::Contrastive => LossConfig::Contrastive(or_default(&self.contrastive)),
+            LossName::Triplet => LossConfig::Triplet(or_default(&self.triplet)),
+            LossName::BinomialDeviance => {
+                LossConfig::BinomialDeviance(or_default(&self.binomial_deviance))
+            }
+            LossName::NormalizedSoftmax => {
+                LossConfig::NormalizedSoftmax(or_default(&self.normalized_softmax))
+            }
+        }
+    }
 }
 
 /// One `[[exclude]]` rule; each key takes one value or a list.

@@ -16,11 +16,14 @@ use serde::Serialize;
 use super::config::RunConfig;
 use crate::data::{ClassBalancedSampler, ImageSet, Splits};
 use crate::eval::{Metrics, retrieval_metrics};
-use crate::loss::{LossConfig, MarginLoss, diversity_loss};
+use crate::loss::{LossShape, MetricLoss, diversity_loss};
 use crate::model::embedder::{Embedder, EmbedderSpec};
+use crate::model::layers::ParamInit;
 
 /// The metric that selects the epoch.
 pub const SELECTION_METRIC: &str = "recall@1";
+/// Seed offset of the loss parameters' generator (distinct from the model's).
+const LOSS_INIT_STREAM: u64 = 0x1055_0000_0000_0001;
 /// Images per forward pass when embedding a whole set.
 const EMBED_BATCH: usize = 500;
 
@@ -72,13 +75,20 @@ pub fn train_run(
         seed: config.seed,
     };
     let mut model = Embedder::new(spec, &train_device);
-    let LossConfig::Margin(margin) = &config.loss;
     let groups = if config.head.has_groups() {
         config.groups
     } else {
         1
     };
-    let mut criterion = MarginLoss::new(margin, groups, splits.train.class_count(), &train_device);
+    let shape = LossShape {
+        groups,
+        classes: splits.train.class_count(),
+        group_size: config.group_size(),
+    };
+    // The loss's own parameters (betas, proxies) draw from a generator of their own.
+    let mut loss_init = ParamInit::new(config.seed ^ LOSS_INIT_STREAM, &train_device);
+    let mut criterion = MetricLoss::new(&config.loss, shape, &mut loss_init);
+    let loss_lr = config.loss.parameter_lr().unwrap_or(0.0);
 
     let weight_decay = (config.train.weight_decay > 0.0)
         .then(|| WeightDecayConfig::new(config.train.weight_decay as f32));
@@ -138,7 +148,7 @@ pub fn train_run(
             let model_grads = GradientsParams::from_module(&mut grads, &model);
             let loss_grads = GradientsParams::from_module(&mut grads, &criterion);
             model = model_optim.step(train.lr, model, model_grads);
-            criterion = loss_optim.step(margin.beta_lr, criterion, loss_grads);
+            criterion = loss_optim.step(loss_lr, criterion, loss_grads);
             if let Some(bar) = progress {
                 bar.inc(1);
             }
