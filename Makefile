@@ -28,7 +28,7 @@ data:
 
 # The main job: train every pending cell of the Fashion-MNIST matrix, then write its tables.
 reproduce: data build
-	$(AGML) run experiments/fashion-mnist.toml --results $(RESULTS) --jobs $(JOBS)
+	$(AGML) run experiments/fashion-mnist.toml --results $(RESULTS) --jobs $(JOBS) --rerun-stale
 	$(AGML) report experiments/fashion-mnist.toml --results $(RESULTS) --out $(PAPER)
 	@echo "table: $(PAPER)/tables/fashion-mnist.md"
 

@@ -285,6 +285,11 @@ fn resolve_train(
     for (field, name) in [
         (&settings.lr, "lr"),
         (&settings.weight_decay, "weight_decay"),
+        (&settings.head_lr, "head_lr"),
+        (&settings.head_weight_decay, "head_weight_decay"),
+        (&settings.query_lr, "query_lr"),
+        (&settings.query_weight_decay, "query_weight_decay"),
+        (&settings.lr_gamma, "lr_gamma"),
         (&settings.lambda_div, "lambda_div"),
     ] {
         if let Some(f) = field
@@ -293,12 +298,28 @@ fn resolve_train(
             return Err(src.error_at(f, format!("{name} must be a finite number >= 0")));
         }
     }
+    let lr = get(&settings.lr, defaults::LR);
+    let weight_decay = get(&settings.weight_decay, defaults::WEIGHT_DECAY);
+    let head_lr = get(&settings.head_lr, lr);
+    let head_weight_decay = get(&settings.head_weight_decay, weight_decay);
+    let mut lr_milestones = settings
+        .lr_milestones
+        .as_ref()
+        .map_or_else(Vec::new, |m| m.get_ref().clone());
+    lr_milestones.sort_unstable();
+    lr_milestones.dedup();
     let train = TrainConfig {
         epochs: get(&settings.epochs, defaults::EPOCHS),
         batch_size: get(&settings.batch_size, defaults::BATCH_SIZE),
         samples_per_class: get(&settings.samples_per_class, defaults::SAMPLES_PER_CLASS),
-        lr: get(&settings.lr, defaults::LR),
-        weight_decay: get(&settings.weight_decay, defaults::WEIGHT_DECAY),
+        lr,
+        weight_decay,
+        head_lr,
+        head_weight_decay,
+        query_lr: get(&settings.query_lr, head_lr),
+        query_weight_decay: get(&settings.query_weight_decay, head_weight_decay),
+        lr_milestones,
+        lr_gamma: get(&settings.lr_gamma, defaults::LR_GAMMA),
         lambda_div: get(&settings.lambda_div, defaults::LAMBDA_DIV),
         recall_k: settings
             .recall_k

@@ -24,6 +24,15 @@ pub struct RunConfig {
     pub train: TrainConfig,
 }
 
+impl TrainConfig {
+    /// The factor of every learning rate in `epoch` (0-based): gamma^(milestones passed), as
+    /// PyTorch's MultiStepLR stepped once per epoch.
+    pub fn lr_factor(&self, epoch: usize) -> f64 {
+        let passed = self.lr_milestones.iter().filter(|&&m| m <= epoch).count();
+        self.lr_gamma.powi(passed as i32)
+    }
+}
+
 impl RunConfig {
     /// Per-group embedding size d = D / P (integer division, as in the paper).
     pub fn group_size(&self) -> usize {
@@ -39,10 +48,21 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Images per class in a batch (m); a batch holds batch_size / m classes.
     pub samples_per_class: usize,
-    /// Adam learning rate of the model.
+    /// Adam learning rate of the backbone.
     pub lr: f64,
-    /// L2 weight decay of the model parameters (Adam, PyTorch semantics).
+    /// L2 weight decay of the backbone (Adam, PyTorch semantics).
     pub weight_decay: f64,
+    /// Learning rate of the head (keys, values, projections); `lr` unless set.
+    pub head_lr: f64,
+    /// Weight decay of the head; `weight_decay` unless set.
+    pub head_weight_decay: f64,
+    /// Learning rate of the attentive queries; `head_lr` unless set.
+    pub query_lr: f64,
+    /// Weight decay of the attentive queries; `head_weight_decay` unless set.
+    pub query_weight_decay: f64,
+    /// Epochs (0-based) at whose start every learning rate is multiplied by `lr_gamma`.
+    pub lr_milestones: Vec<usize>,
+    pub lr_gamma: f64,
     /// Weight of the diversity loss.
     pub lambda_div: f64,
     /// The K of Recall@K.
@@ -60,4 +80,5 @@ pub mod defaults {
     pub const REDUCTION: usize = 8;
     pub const EMBEDDING_SIZE: usize = 64;
     pub const RECALL_K: [usize; 4] = [1, 2, 4, 8];
+    pub const LR_GAMMA: f64 = 0.3;
 }

@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod config;
 pub mod device;
+pub mod optim;
 pub mod run;
 
 pub use config::{RunConfig, TrainConfig};

@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::bail;
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::ProgressBar;
@@ -14,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::config::RunConfig;
+use super::optim::{ModelGroups, model_learning_rates, model_optimizer};
 use crate::data::{ClassBalancedSampler, ImageSet, Splits};
 use crate::eval::{Metrics, retrieval_metrics};
 use crate::loss::{LossShape, MetricLoss, diversity_loss};
@@ -90,9 +90,8 @@ pub fn train_run(
     let mut criterion = MetricLoss::new(&config.loss, shape, &mut loss_init);
     let loss_lr = config.loss.parameter_lr().unwrap_or(0.0);
 
-    let weight_decay = (config.train.weight_decay > 0.0)
-        .then(|| WeightDecayConfig::new(config.train.weight_decay as f32));
-    let mut model_optim = AdamConfig::new().with_weight_decay(weight_decay).init();
+    let groups_of_model = ModelGroups::of(&model);
+    let mut model_optim = model_optimizer(&config.train, &groups_of_model);
     let mut loss_optim = AdamConfig::new().init();
 
     let train = &config.train;
@@ -120,6 +119,8 @@ pub fn train_run(
             bar.set_position(0);
             bar.set_message(format!("epoch {}/{}", epoch + 1, train.epochs));
         }
+        let model_lr = model_learning_rates(train, &groups_of_model, epoch);
+        let loss_lr = loss_lr * train.lr_factor(epoch);
         let (mut loss_sum, mut metric_sum, mut diversity_sum) = (0.0, 0.0, 0.0);
         for (step, batch) in batches.iter().enumerate() {
             let images = batch_tensor(&splits.train, batch, image_shape, &train_device);
@@ -147,7 +148,7 @@ pub fn train_run(
             let mut grads = loss.backward();
             let model_grads = GradientsParams::from_module(&mut grads, &model);
             let loss_grads = GradientsParams::from_module(&mut grads, &criterion);
-            model = model_optim.step(train.lr, model, model_grads);
+            model = model_optim.step(model_lr.clone(), model, model_grads);
             criterion = loss_optim.step(loss_lr, criterion, loss_grads);
             if let Some(bar) = progress {
                 bar.inc(1);
