@@ -7,7 +7,13 @@ PAPER    ?= paper
 JOBS     ?= 2
 FMNIST   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: all build data reproduce report smoke test lint clean-smoke
+# The Python reference environment (PyTorch, torchvision, pytorch-metric-learning) that
+# writes test fixtures; tests never call it at run time.
+VENV     := .venv
+REFPY    := $(VENV)/bin/python
+BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
+
+.PHONY: all build data reproduce report smoke test lint clean-smoke reference-env fixtures loss-fixtures
 
 all: build
 
@@ -42,8 +48,25 @@ smoke: data build
 	$(AGML) report experiments/smoke.toml --results $(RESULTS)/smoke --out $(RESULTS)/smoke/paper
 
 # Unit tests beside the code and end-to-end tests in tests/ (release: the same build as `make reproduce`).
-test: data
+test: data fixtures
 	$(CARGO) test --release
+
+reference-env: $(REFPY)
+
+$(REFPY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.9.0 torchvision==0.24.0 pytorch-metric-learning==2.9.0 numpy
+
+# Backbone weights and PyTorch outputs (about 180 MB): generated, never committed.
+fixtures: $(BACKBONE_FIXTURES)
+
+$(BACKBONE_FIXTURES): tests/fixtures/make_backbone_fixtures.py | $(REFPY)
+	$(REFPY) tests/fixtures/make_backbone_fixtures.py
+
+# The committed loss fixtures (run after changing the script or upgrading the reference).
+loss-fixtures: | $(REFPY)
+	$(REFPY) tests/fixtures/make_loss_fixtures.py
 
 lint:
 	$(CARGO) fmt --check

@@ -7,7 +7,7 @@ use agml::error::{BadInput, is_bad_input};
 use agml::matrix::{CellFilter, Matrix};
 use agml::progress::Progress;
 use agml::report::{SummaryTable, collect_runs, write_summary_tables};
-use agml::schedule::{RunOptions, plan, run_cells};
+use agml::schedule::{RunOptions, missing_inputs, plan, run_cells};
 use agml::store::{RunState, RunStore};
 use agml::train::Backend;
 use clap::{Parser, Subcommand};
@@ -119,6 +119,10 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                     );
                 }
                 println!("{}", counts_line(&matrix, entries.iter().map(|e| &e.state)));
+                let cells: Vec<_> = entries.iter().map(|e| e.cell).collect();
+                for line in missing_inputs(&cells) {
+                    println!("missing: {line}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -156,6 +160,15 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                     results.display()
                 );
                 return Ok(ExitCode::SUCCESS);
+            }
+            let missing = missing_inputs(&todo);
+            if !missing.is_empty() {
+                return Err(BadInput::new(format!(
+                    "{}: inputs are missing, nothing was trained:\n  {}",
+                    matrix.path.display(),
+                    missing.join("\n  ")
+                ))
+                .into());
             }
             tracing::info!(
                 "{}: training {} of {} selected cells on {backend}",

@@ -10,6 +10,7 @@ use super::schema::{Axis, ExcludeRule, MatrixFile, Settings};
 use super::{AxisValues, PlannedCell};
 use crate::data::{DatasetConfig, DatasetName, FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
 use crate::error::BadInput;
+use crate::model::{BackboneConfig, BackboneKind};
 use crate::train::config::{RunConfig, TrainConfig, defaults};
 
 /// Where an error points: the matrix file and its text.
@@ -57,6 +58,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
             resolve_dataset(file, src, *dataset.get_ref())?;
         let settings = file.defaults.overlaid(&dataset_settings);
         for backbone in axes.backbone.get_ref() {
+            let (backbone_config, weights) = resolve_backbone(file, src, *backbone.get_ref())?;
             for head in axes.head.get_ref() {
                 for loss in axes.loss.get_ref() {
                     let loss_config = file.losses.resolve(*loss.get_ref());
@@ -105,7 +107,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                                 }
                                 let config = RunConfig {
                                     dataset: dataset_config.clone(),
-                                    backbone: values.backbone,
+                                    backbone: backbone_config.clone(),
                                     head: values.head,
                                     loss: loss_config.clone(),
                                     groups: values.groups,
@@ -121,6 +123,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                                         config,
                                         values,
                                         data_root: data_root.clone(),
+                                        weights: weights.clone(),
                                     });
                                 }
                             }
@@ -247,12 +250,57 @@ fn resolve_dataset(
             let settings = table.map(|t| t.train.clone()).unwrap_or_default();
             Ok((DatasetConfig::FashionMnist(config), root, settings))
         }
+        DatasetName::Synthetic => {
+            let config = file.datasets.synthetic.clone().unwrap_or_default();
+            if config.classes < 4
+                || config.images_per_class < 2
+                || config.size < 8
+                || config.channels == 0
+            {
+                return Err(BadInput::new(format!(
+                    "{}: [datasets.synthetic] needs classes >= 4, images_per_class >= 2, size >= 8, channels >= 1",
+                    src.path.display()
+                )));
+            }
+            Ok((
+                DatasetConfig::Synthetic(config),
+                PathBuf::new(),
+                Settings::default(),
+            ))
+        }
     }
 }
 
 /// A relative path in a matrix is relative to the working directory, as on the command line.
 fn resolve_path(_matrix: &Path, path: &str) -> PathBuf {
     PathBuf::from(path)
+}
+
+fn resolve_backbone(
+    file: &MatrixFile,
+    src: &Source,
+    kind: BackboneKind,
+) -> Result<(BackboneConfig, Option<PathBuf>), BadInput> {
+    let table = file.backbones.get(kind);
+    let weights = table.and_then(|t| t.weights.as_ref());
+    let pretrained = match weights {
+        Some(w) => {
+            let name = Path::new(w.get_ref()).file_name().and_then(|n| n.to_str());
+            match name {
+                Some(name) if !w.get_ref().ends_with('/') => Some(name.to_string()),
+                _ => {
+                    return Err(src.error_at(w, "weights must name a state dict file (.pth / .pt)"));
+                }
+            }
+        }
+        None => None,
+    };
+    let config = BackboneConfig {
+        name: kind,
+        pretrained,
+        freeze_batchnorm: table.and_then(|t| t.freeze_batchnorm).unwrap_or(false),
+    };
+    Ok((config, weights.map(|w| resolve_path(src.path, w.get_ref()))))
 }
 
 fn resolve_reduction(settings: &Settings, src: &Source) -> Result<usize, BadInput> {

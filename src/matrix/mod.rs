@@ -39,6 +39,8 @@ pub struct PlannedCell {
     pub values: AxisValues,
     /// Where the dataset lives (provenance, not part of the hash).
     pub data_root: PathBuf,
+    /// The pretrained backbone's state dict, if any (its file name is in the hash).
+    pub weights: Option<PathBuf>,
 }
 
 /// The value of each axis for one cell.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use toml::Spanned;
 
-use crate::data::DatasetName;
+use crate::data::{DatasetName, SyntheticConfig};
 use crate::loss::{
     BinomialDevianceConfig, ContrastiveConfig, LossConfig, LossName, MarginConfig,
     MultiSimilarityConfig, NormalizedSoftmaxConfig, ProxyAnchorConfig, TripletConfig,
@@ -27,6 +27,9 @@ pub struct MatrixFile {
     /// Training settings for every cell (over the built-in defaults).
     #[serde(default)]
     pub defaults: Settings,
+    /// Per-backbone options, keyed by backbone name.
+    #[serde(default)]
+    pub backbones: BackboneTables,
     /// Per-dataset parameters, keyed by dataset name.
     #[serde(default)]
     pub datasets: DatasetTables,
@@ -113,12 +116,48 @@ impl Settings {
     }
 }
 
+/// `[backbones.<name>]` tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackboneTables {
+    pub convnet_small: Option<BackboneTable>,
+    pub resnet18: Option<BackboneTable>,
+    pub resnet50: Option<BackboneTable>,
+    pub googlenet: Option<BackboneTable>,
+    pub bninception: Option<BackboneTable>,
+}
+
+impl BackboneTables {
+    /// The table of backbone `kind`, if the matrix has one.
+    pub fn get(&self, kind: BackboneKind) -> Option<&BackboneTable> {
+        match kind {
+            BackboneKind::ConvnetSmall => self.convnet_small.as_ref(),
+            BackboneKind::Resnet18 => self.resnet18.as_ref(),
+            BackboneKind::Resnet50 => self.resnet50.as_ref(),
+            BackboneKind::Googlenet => self.googlenet.as_ref(),
+            BackboneKind::Bninception => self.bninception.as_ref(),
+        }
+    }
+}
+
+/// `[backbones.<name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneTable {
+    /// A PyTorch state dict (e.g. torchvision's resnet50-11ad3fa6.pth) to start from.
+    pub weights: Option<Spanned<String>>,
+    /// Keep BatchNorm layers in eval mode with fixed parameters.
+    pub freeze_batchnorm: Option<bool>,
+}
+
 /// `[datasets.<name>]` tables.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetTables {
     #[serde(rename = "fashion-mnist")]
     pub fashion_mnist: Option<FashionMnistTable>,
+    /// `[datasets.synthetic]`: the generator's parameters.
+    pub synthetic: Option<SyntheticConfig>,
 }
 
 /// `[datasets.fashion-mnist]`.

@@ -184,7 +184,11 @@ fn only_filters_by_axis_values() {
 
 #[test]
 fn the_committed_matrices_are_valid() {
-    for path in ["experiments/smoke.toml", "experiments/fashion-mnist.toml"] {
+    for path in [
+        "experiments/smoke.toml",
+        "experiments/fashion-mnist.toml",
+        "experiments/every-method.toml",
+    ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
         let m = Matrix::load(&path).unwrap();
         assert!(!m.cells.is_empty(), "{}", path.display());

@@ -1,5 +1,7 @@
 //! The embedder: images -> backbone feature map -> grouping head -> per-group embeddings.
 
+use std::path::PathBuf;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -15,9 +17,12 @@ pub struct Embedder {
 }
 
 /// What an embedder is built from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EmbedderSpec {
     pub backbone: BackboneKind,
+    /// A PyTorch state dict to start the backbone from.
+    pub pretrained: Option<PathBuf>,
+    pub freeze_batchnorm: bool,
     pub head: HeadKind,
     pub in_channels: usize,
     pub groups: usize,
@@ -27,10 +32,22 @@ pub struct EmbedderSpec {
 }
 
 impl Embedder {
-    /// A freshly initialised embedder; the same spec gives the same parameters.
-    pub fn new(spec: EmbedderSpec, device: &Device) -> Self {
+    /// A freshly initialised embedder (the backbone from its pretrained weights, if any); the
+    /// same spec gives the same parameters.
+    pub fn new(spec: &EmbedderSpec, device: &Device) -> anyhow::Result<Self> {
         let mut init = ParamInit::new(spec.seed, device);
-        let backbone = Backbone::new(spec.backbone, spec.in_channels, &mut init);
+        let mut backbone = Backbone::new(
+            spec.backbone,
+            spec.in_channels,
+            spec.pretrained.is_some(),
+            &mut init,
+        );
+        if let Some(path) = &spec.pretrained {
+            backbone = super::backbones::pretrained::load_state_dict(backbone, path)?;
+        }
+        if spec.freeze_batchnorm {
+            backbone = backbone.freeze_batchnorm();
+        }
         let groups = if spec.head.has_groups() {
             spec.groups
         } else {
@@ -43,7 +60,7 @@ impl Embedder {
             reduction: spec.reduction,
         };
         let head = Head::new(spec.head, shape, &mut init);
-        Self { backbone, head }
+        Ok(Self { backbone, head })
     }
 
     /// `[n, c, h, w]` images -> groups `[n, P, d]` (and maps).

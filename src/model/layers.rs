@@ -45,11 +45,14 @@ impl ParamInit {
     }
 }
 
-/// A bias-free 2-D convolution with square kernels.
+/// A 2-D convolution with square kernels and "same" padding (k / 2), bias-free unless built
+/// `with_bias`.
 #[derive(Module, Debug)]
 pub struct Conv2d {
     /// `[out, in, k, k]`
     pub weight: Param<Tensor<4>>,
+    /// `[out]`
+    pub bias: Option<Param<Tensor<1>>>,
     pub stride: usize,
     pub padding: usize,
 }
@@ -66,15 +69,37 @@ impl Conv2d {
         let fan_in = (input * kernel * kernel) as f64;
         Self {
             weight: init.uniform([output, input, kernel, kernel], (6.0 / fan_in).sqrt()),
+            bias: None,
             stride,
             padding: kernel / 2,
+        }
+    }
+
+    /// With a bias (uniform in +-1 / sqrt(fan_in), PyTorch's default).
+    pub fn with_bias(
+        init: &mut ParamInit,
+        input: usize,
+        output: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Self {
+        let conv = Self::new(init, input, output, kernel, stride);
+        let bound = 1.0 / ((input * kernel * kernel) as f64).sqrt();
+        Self {
+            bias: Some(init.uniform([output], bound)),
+            ..conv
         }
     }
 
     /// `[n, in, h, w]` -> `[n, out, h / stride, w / stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.val(), None, options)
+        conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+            options,
+        )
     }
 }
 

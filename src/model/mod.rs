@@ -5,6 +5,6 @@ pub mod embedder;
 pub mod heads;
 pub mod layers;
 
-pub use backbones::{Backbone, BackboneKind};
+pub use backbones::{Backbone, BackboneConfig, BackboneKind};
 pub use embedder::Embedder;
 pub use heads::{Head, HeadKind, HeadOutput};

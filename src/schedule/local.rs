@@ -118,7 +118,13 @@ fn run_cell(
         .map_err(|e| format!("{e:#}"))?;
 
     let trained = catch_unwind(AssertUnwindSafe(|| {
-        train_run(&cell.config, splits, device, Some(batches))
+        train_run(
+            &cell.config,
+            cell.weights.as_deref(),
+            splits,
+            device,
+            Some(batches),
+        )
     }));
     let outcome = match trained {
         Ok(Ok(outcome)) => outcome,

@@ -5,4 +5,4 @@ pub mod plan;
 pub mod provenance;
 
 pub use local::{RunOptions, RunSummary, run_cells};
-pub use plan::{PlanEntry, plan};
+pub use plan::{PlanEntry, missing_inputs, plan};

@@ -39,3 +39,35 @@ pub fn plan<'a>(matrix: &'a Matrix, filter: &CellFilter, store: &RunStore) -> Ve
         })
         .collect()
 }
+
+/// Inputs that `cells` need and that are not on disk (dataset folders, pretrained weights),
+/// one line each with the number of cells that need it.
+pub fn missing_inputs(cells: &[&PlannedCell]) -> Vec<String> {
+    let mut missing: Vec<(String, usize)> = Vec::new();
+    let mut note = |line: String| match missing.iter_mut().find(|(l, _)| *l == line) {
+        Some((_, count)) => *count += 1,
+        None => missing.push((line, 1)),
+    };
+    for cell in cells {
+        if cell.config.dataset.needs_root() && !cell.data_root.is_dir() {
+            note(format!(
+                "dataset {} root {}",
+                cell.values.dataset,
+                cell.data_root.display()
+            ));
+        }
+        if let Some(weights) = &cell.weights
+            && !weights.is_file()
+        {
+            note(format!(
+                "{} weights {}",
+                cell.values.backbone,
+                weights.display()
+            ));
+        }
+    }
+    missing
+        .into_iter()
+        .map(|(line, count)| format!("{line} (needed by {count} cells)"))
+        .collect()
+}

@@ -4,14 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetConfig;
 use crate::loss::LossConfig;
-use crate::model::{BackboneKind, HeadKind};
+use crate::model::{BackboneConfig, HeadKind};
 
 /// Everything that determines what a run computes (and nothing about where or how it runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     pub dataset: DatasetConfig,
-    pub backbone: BackboneKind,
+    pub backbone: BackboneConfig,
     pub head: HeadKind,
     pub loss: LossConfig,
     /// Number of groups P.

@@ -131,6 +131,8 @@ mod tests {
     fn each_group_gets_its_learning_rate_and_the_schedule_decays_all() {
         let spec = EmbedderSpec {
             backbone: BackboneKind::ConvnetSmall,
+            pretrained: None,
+            freeze_batchnorm: false,
             head: HeadKind::Attentive,
             in_channels: 1,
             groups: 2,
@@ -138,7 +140,7 @@ mod tests {
             reduction: 8,
             seed: 0,
         };
-        let model = Embedder::new(spec, &Device::default());
+        let model = Embedder::new(&spec, &Device::default()).unwrap();
         let groups = ModelGroups::of(&model);
         let Head::Attentive(head) = &model.head else {
             unreachable!()

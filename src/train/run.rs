@@ -1,6 +1,7 @@
 //! The training loop of one run: class-balanced batches, margin + diversity loss, Adam, and
 //! per-epoch validation that selects the checkpoint whose test metrics are reported.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::bail;
@@ -60,13 +61,16 @@ impl RunOutcome {
 /// Trains `config` on `splits` on `device` (a plain device; gradients are enabled here).
 pub fn train_run(
     config: &RunConfig,
+    weights: Option<&Path>,
     splits: &Splits,
     device: &Device,
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<RunOutcome> {
     let train_device = device.clone().autodiff();
     let spec = EmbedderSpec {
-        backbone: config.backbone,
+        backbone: config.backbone.name,
+        pretrained: weights.map(Path::to_path_buf),
+        freeze_batchnorm: config.backbone.freeze_batchnorm,
         head: config.head,
         in_channels: splits.train.channels,
         groups: config.groups,
@@ -74,7 +78,7 @@ pub fn train_run(
         reduction: config.reduction,
         seed: config.seed,
     };
-    let mut model = Embedder::new(spec, &train_device);
+    let mut model = Embedder::new(&spec, &train_device)?;
     let groups = if config.head.has_groups() {
         config.groups
     } else {

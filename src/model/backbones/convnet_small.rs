@@ -46,6 +46,20 @@ impl ConvNetSmall {
         BLOCKS[BLOCKS.len() - 1].0
     }
 
+    /// Every BatchNorm in eval mode with fixed parameters.
+    pub fn freeze_batchnorm(self) -> Self {
+        Self {
+            blocks: self
+                .blocks
+                .into_iter()
+                .map(|b| ConvBnRelu {
+                    conv: b.conv,
+                    norm: b.norm.freeze(),
+                })
+                .collect(),
+        }
+    }
+
     /// `[n, c, 28, 28]` -> `[n, 64, 7, 7]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.blocks.iter().fold(x, |x, block| {

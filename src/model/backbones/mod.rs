@@ -1,6 +1,9 @@
 //! Backbones: CNNs that end in a spatial feature map.
 
 pub mod convnet_small;
+pub mod inception;
+pub mod pretrained;
+pub mod resnet;
 
 use std::fmt;
 
@@ -9,6 +12,8 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 pub use convnet_small::ConvNetSmall;
+pub use inception::{BnInception, GoogLeNet};
+pub use resnet::{ResNet, ResNetDepth};
 
 use super::layers::ParamInit;
 
@@ -17,29 +22,92 @@ use super::layers::ParamInit;
 #[serde(rename_all = "kebab-case")]
 pub enum BackboneKind {
     ConvnetSmall,
+    Resnet18,
+    Resnet50,
+    Googlenet,
+    Bninception,
+}
+
+impl BackboneKind {
+    /// Every backbone.
+    pub const ALL: [BackboneKind; 5] = [
+        BackboneKind::ConvnetSmall,
+        BackboneKind::Resnet18,
+        BackboneKind::Resnet50,
+        BackboneKind::Googlenet,
+        BackboneKind::Bninception,
+    ];
+
+    /// Total stride of the last feature map (a shift by a multiple of it permutes positions).
+    pub fn total_stride(self) -> usize {
+        match self {
+            BackboneKind::ConvnetSmall => 4,
+            _ => 32,
+        }
+    }
 }
 
 impl fmt::Display for BackboneKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             BackboneKind::ConvnetSmall => "convnet-small",
+            BackboneKind::Resnet18 => "resnet18",
+            BackboneKind::Resnet50 => "resnet50",
+            BackboneKind::Googlenet => "googlenet",
+            BackboneKind::Bninception => "bninception",
         })
     }
 }
 
+/// A backbone with its options: the part of a run's configuration that says which network
+/// computes the feature map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    pub name: BackboneKind,
+    /// File name of the PyTorch state dict the backbone starts from (its folder is where, not
+    /// what, and stays out of the hash); random initialisation when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<String>,
+    /// Keep every BatchNorm in eval mode with fixed parameters (the paper's ResNet-50 setup).
+    #[serde(default)]
+    pub freeze_batchnorm: bool,
+}
+
 /// A backbone of any kind.
+// One backbone per model: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Backbone {
     ConvnetSmall(ConvNetSmall),
+    ResNet(ResNet),
+    GoogLeNet(GoogLeNet),
+    BnInception(BnInception),
 }
 
 impl Backbone {
     /// A freshly initialised backbone for images with `in_channels` channels.
-    pub fn new(kind: BackboneKind, in_channels: usize, init: &mut ParamInit) -> Self {
+    /// `pretrained` selects torchvision's input convention where it differs (GoogLeNet).
+    pub fn new(
+        kind: BackboneKind,
+        in_channels: usize,
+        pretrained: bool,
+        init: &mut ParamInit,
+    ) -> Self {
         match kind {
             BackboneKind::ConvnetSmall => {
                 Backbone::ConvnetSmall(ConvNetSmall::new(in_channels, init))
             }
+            BackboneKind::Resnet18 => {
+                Backbone::ResNet(ResNet::new(ResNetDepth::R18, in_channels, init))
+            }
+            BackboneKind::Resnet50 => {
+                Backbone::ResNet(ResNet::new(ResNetDepth::R50, in_channels, init))
+            }
+            BackboneKind::Googlenet => {
+                Backbone::GoogLeNet(GoogLeNet::new(in_channels, pretrained, init))
+            }
+            BackboneKind::Bninception => Backbone::BnInception(BnInception::new(in_channels, init)),
         }
     }
 
@@ -47,6 +115,18 @@ impl Backbone {
     pub fn channels(&self) -> usize {
         match self {
             Backbone::ConvnetSmall(b) => b.channels(),
+            Backbone::ResNet(b) => b.channels,
+            Backbone::GoogLeNet(_) | Backbone::BnInception(_) => 1024,
+        }
+    }
+
+    /// Every BatchNorm in eval mode with fixed parameters.
+    pub fn freeze_batchnorm(self) -> Self {
+        match self {
+            Backbone::ConvnetSmall(b) => Backbone::ConvnetSmall(b.freeze_batchnorm()),
+            Backbone::ResNet(b) => Backbone::ResNet(b.freeze_batchnorm()),
+            Backbone::GoogLeNet(b) => Backbone::GoogLeNet(b.freeze_batchnorm()),
+            Backbone::BnInception(b) => Backbone::BnInception(b.freeze_batchnorm()),
         }
     }
 
@@ -54,6 +134,9 @@ impl Backbone {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         match self {
             Backbone::ConvnetSmall(b) => b.forward(images),
+            Backbone::ResNet(b) => b.forward(images),
+            Backbone::GoogLeNet(b) => b.forward(images),
+            Backbone::BnInception(b) => b.forward(images),
         }
     }
 }
