@@ -62,6 +62,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Retrieval and clustering metrics of stored embeddings (.npy): leave-one-out, or the
+    /// embeddings as queries against a gallery.
+    Evaluate {
+        /// float32 [n, d]
+        #[arg(long)]
+        embeddings: PathBuf,
+        /// integers [n]
+        #[arg(long)]
+        labels: PathBuf,
+        /// float32 [m, d]: rank against this gallery instead of leave-one-out
+        #[arg(long, requires = "gallery_labels")]
+        gallery: Option<PathBuf>,
+        #[arg(long, requires = "gallery")]
+        gallery_labels: Option<PathBuf>,
+        /// The K of Recall@K.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+        k: Vec<usize>,
+        /// One JSON object of metric -> fraction.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the comparison tables of a matrix from stored artifacts (never trains).
     Report {
         matrix: PathBuf,
@@ -219,6 +240,28 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                             failure.reason
                         );
                     }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Evaluate {
+            embeddings,
+            labels,
+            gallery,
+            gallery_labels,
+            k,
+            json,
+        } => {
+            if k.is_empty() || k.contains(&0) {
+                return Err(BadInput::new("--k takes Ks >= 1, e.g. --k 1,2,4,8").into());
+            }
+            let gallery = gallery.as_deref().zip(gallery_labels.as_deref());
+            let metrics = agml::eval::evaluate::evaluate_files(&embeddings, &labels, gallery, &k)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&metrics)?);
+            } else {
+                for (name, value) in &metrics {
+                    println!("{name:<12} {value:.4}");
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -106,6 +106,19 @@ fn smoke_matrix_runs_reports_and_never_reruns() {
         }
         // Five test classes: chance Recall@1 is about 0.2; even two tiny epochs beat it.
         assert!(metrics["test"]["recall@1"].as_f64().unwrap() > 0.3);
+        // The stored test embeddings reproduce the stored test metrics through `agml evaluate`.
+        let evaluated = agml(&[
+            "evaluate",
+            "--json",
+            "--embeddings",
+            dir.join("test-embeddings.npy").to_str().unwrap(),
+            "--labels",
+            dir.join("test-labels.npy").to_str().unwrap(),
+        ]);
+        let evaluated: serde_json::Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+        for key in ["recall@1", "recall@8", "map@r", "r_precision"] {
+            assert_eq!(evaluated[key], metrics["test"][key], "{key}");
+        }
         let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
         assert_eq!(history.lines().count(), 1 + 2, "header + 2 epochs");
     }

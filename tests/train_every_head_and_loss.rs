@@ -44,6 +44,7 @@ fn config(head: HeadKind, loss: LossName) -> RunConfig {
             lr_gamma: 0.3,
             lambda_div: 0.02,
             recall_k: vec![1, 2],
+            selection_metric: "map@r".into(),
         },
     }
 }

@@ -60,6 +60,7 @@ fn main() {
         lr_gamma: 0.3,
         lambda_div: 0.02,
         recall_k: vec![1],
+        selection_metric: "map@r".into(),
     };
     let model_groups = ModelGroups::of(&model);
     let mut optimizer = model_optimizer(&train, &model_groups);

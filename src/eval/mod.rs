@@ -1,5 +1,11 @@
-//! Evaluation: embeddings -> exact k-nearest neighbours -> retrieval metrics.
+//! Evaluation: embeddings -> exact k-nearest neighbours -> retrieval and clustering metrics.
 
+pub mod cluster;
+pub mod evaluate;
+pub mod knn;
+pub mod npy;
 pub mod retrieval;
 
-pub use retrieval::{Metrics, retrieval_metrics};
+pub use cluster::{clustering_metrics, kmeans};
+pub use knn::Vectors;
+pub use retrieval::{Metrics, query_gallery_metrics, retrieval_metrics};

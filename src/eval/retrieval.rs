@@ -1,111 +1,115 @@
-//! Leave-one-out retrieval metrics over exact Euclidean k-nearest neighbours: Recall@K,
-//! R-Precision and MAP@R (Musgrave et al., "A Metric Learning Reality Check", 2020).
+//! Retrieval metrics over exact Euclidean k-nearest neighbours: Recall@K, R-Precision and
+//! MAP@R (Musgrave et al., "A Metric Learning Reality Check", 2020), as
+//! pytorch-metric-learning's AccuracyCalculator computes them (k = "max_bin_count").
 //!
-//! Every item is a query against all others. A query whose class has no other item is left
-//! out of every metric, as pytorch-metric-learning's AccuracyCalculator does.
+//! Leave-one-out: every item is a query against all others, and a query whose class has no
+//! other item is left out of every metric. Query-vs-gallery (In-Shop): queries against a
+//! separate gallery, and a query whose class is not in the gallery is left out.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use rayon::prelude::*;
+use super::knn::{Vectors, map_neighbourhoods};
 
-/// Metric name -> value in [0, 1] (`recall@1`, `map@r`, `r_precision`, ...).
+/// Metric name -> value in [0, 1] (`recall@1`, `map@r`, `r_precision`, `nmi`, ...).
 pub type Metrics = BTreeMap<String, f64>;
 
-/// Metrics of `embeddings` (`[n, dim]` row-major) with `labels`, Recall at each of `ks`.
+/// Leave-one-out metrics of `embeddings` (`[n, dim]` row-major) with `labels`; Recall at each
+/// of `ks`.
 pub fn retrieval_metrics(
     embeddings: &[f32],
     dim: usize,
     labels: &[usize],
     ks: &[usize],
 ) -> Metrics {
-    let n = labels.len();
-    assert_eq!(embeddings.len(), n * dim, "embeddings must be [n, dim]");
-    let mut class_sizes: BTreeMap<usize, usize> = BTreeMap::new();
-    for &l in labels {
+    let v = Vectors::new(embeddings, dim);
+    assert_eq!(v.len(), labels.len(), "one label per embedding");
+    rank_metrics(v, labels, v, labels, true, ks)
+}
+
+/// Metrics of `queries` against a separate `gallery`.
+pub fn query_gallery_metrics(
+    queries: Vectors,
+    query_labels: &[usize],
+    gallery: Vectors,
+    gallery_labels: &[usize],
+    ks: &[usize],
+) -> Metrics {
+    assert_eq!(queries.len(), query_labels.len(), "one label per query");
+    assert_eq!(
+        gallery.len(),
+        gallery_labels.len(),
+        "one label per gallery item"
+    );
+    rank_metrics(queries, query_labels, gallery, gallery_labels, false, ks)
+}
+
+fn rank_metrics(
+    queries: Vectors,
+    query_labels: &[usize],
+    references: Vectors,
+    reference_labels: &[usize],
+    same_source: bool,
+    ks: &[usize],
+) -> Metrics {
+    let mut class_sizes: HashMap<usize, usize> = HashMap::new();
+    for &l in reference_labels {
         *class_sizes.entry(l).or_default() += 1;
     }
+    // R: the other items of the query's class among the references.
+    let relevant = |q: usize| {
+        let size = class_sizes.get(&query_labels[q]).copied().unwrap_or(0);
+        if same_source {
+            size.saturating_sub(1)
+        } else {
+            size
+        }
+    };
     let max_k = ks.iter().copied().max().unwrap_or(1);
-    let norms: Vec<f32> = embeddings.chunks(dim).map(|r| dot(r, r)).collect();
-
-    // Per query: (recall hits per K, r-precision, average precision at R); None if left out.
-    let per_query: Vec<Option<(Vec<bool>, f64, f64)>> = (0..n)
-        .into_par_iter()
-        .map_init(
-            || Vec::with_capacity(n),
-            |row: &mut Vec<(f32, usize)>, q| {
-                let r = class_sizes[&labels[q]] - 1;
-                if r == 0 {
-                    return None;
-                }
-                let query = &embeddings[q * dim..(q + 1) * dim];
-                row.clear();
-                row.extend((0..n).filter(|&j| j != q).map(|j| {
-                    let reference = &embeddings[j * dim..(j + 1) * dim];
-                    (norms[q] + norms[j] - 2.0 * dot(query, reference), j)
-                }));
-                let depth = max_k.max(r).min(row.len());
-                let by_distance = |a: &(f32, usize), b: &(f32, usize)| {
-                    a.0.partial_cmp(&b.0)
-                        .unwrap_or(Ordering::Equal)
-                        .then(a.1.cmp(&b.1))
-                };
-                if depth < row.len() {
-                    row.select_nth_unstable_by(depth - 1, by_distance);
-                    row.truncate(depth);
-                }
-                row.sort_unstable_by(by_distance);
-                let relevant: Vec<bool> =
-                    row.iter().map(|&(_, j)| labels[j] == labels[q]).collect();
-                let hits = ks
-                    .iter()
-                    .map(|&k| relevant[..k.min(relevant.len())].contains(&true))
-                    .collect();
-                let mut found = 0usize;
-                let mut precision_sum = 0.0;
-                for (i, &rel) in relevant[..r].iter().enumerate() {
-                    if rel {
-                        found += 1;
-                        precision_sum += found as f64 / (i + 1) as f64;
-                    }
-                }
-                Some((hits, found as f64 / r as f64, precision_sum / r as f64))
-            },
-        )
-        .collect();
-
+    let depth = |q: usize| {
+        if relevant(q) == 0 {
+            0
+        } else {
+            max_k.max(relevant(q))
+        }
+    };
+    // Per query: (hit at each K, R-Precision, average precision at R); None if left out.
+    let per_query = map_neighbourhoods(queries, references, same_source, depth, |q, neighbours| {
+        let r = relevant(q);
+        if r == 0 {
+            return None;
+        }
+        let label = query_labels[q];
+        let is_match: Vec<bool> = neighbours
+            .iter()
+            .map(|&(_, j)| reference_labels[j as usize] == label)
+            .collect();
+        let mut found = 0usize;
+        let mut precision_sum = 0.0f64;
+        for (i, &m) in is_match[..r.min(is_match.len())].iter().enumerate() {
+            if m {
+                found += 1;
+                precision_sum += found as f64 / (i + 1) as f64;
+            }
+        }
+        let hits: Vec<bool> = ks
+            .iter()
+            .map(|&k| is_match[..k.min(is_match.len())].contains(&true))
+            .collect();
+        Some((hits, found as f64 / r as f64, precision_sum / r as f64))
+    });
     let counted: Vec<&(Vec<bool>, f64, f64)> = per_query.iter().flatten().collect();
-    let total = counted.len().max(1) as f64;
+    let n = counted.len().max(1) as f64;
     let mut metrics = Metrics::new();
     for (i, k) in ks.iter().enumerate() {
         let hits = counted.iter().filter(|q| q.0[i]).count();
-        metrics.insert(format!("recall@{k}"), hits as f64 / total);
+        metrics.insert(format!("recall@{k}"), hits as f64 / n);
     }
     metrics.insert(
         "r_precision".into(),
-        counted.iter().map(|q| q.1).sum::<f64>() / total,
+        counted.iter().map(|q| q.1).sum::<f64>() / n,
     );
-    metrics.insert(
-        "map@r".into(),
-        counted.iter().map(|q| q.2).sum::<f64>() / total,
-    );
+    metrics.insert("map@r".into(), counted.iter().map(|q| q.2).sum::<f64>() / n);
     metrics
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise the loop.
-    let mut acc = [0.0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
 }
 
 #[cfg(test)]
@@ -121,7 +125,7 @@ mod tests {
         // Queries (item 5 is left out: its class has no other item):
         // 0.0: 0.1(+) 1.0 1.1 5.0(+)        R=2: [+,-] -> RP 1/2, AP (1/1)/2 = 0.5
         // 0.1: 0.0(+) 1.0 1.1 5.0(+)        same as above
-        // 5.0: 1.1 1.0 0.1(+) 0.0(+)        R=2: [-,-] -> RP 0, AP 0; recall@1,2 miss, @4 hit
+        // 5.0: 1.1 1.0 9.0 0.1(+) 0.0(+)    R=2: [-,-] -> RP 0, AP 0; recall@1,2 miss, @4 hit
         // 1.0: 1.1(+)                       R=1: RP 1, AP 1
         // 1.1: 1.0(+)                       R=1: RP 1, AP 1
         assert!((m["recall@1"] - 4.0 / 5.0).abs() < 1e-12);
@@ -146,8 +150,21 @@ mod tests {
     }
 
     #[test]
-    fn dot_handles_lengths_not_multiple_of_eight() {
-        let a: Vec<f32> = (0..11).map(|i| i as f32).collect();
-        assert_eq!(dot(&a, &a), (0..11).map(|i| (i * i) as f32).sum::<f32>());
+    fn query_gallery_mode_counts_every_gallery_match() {
+        // Gallery: class 0 at 0 and 4, class 1 at 1. Queries: class 0 at 0.9 (nearest 1: miss),
+        // class 1 at 3 (nearest 4: miss, then 1: hit), class 2 (not in the gallery: left out).
+        let gallery = [0.0f32, 4.0, 1.0];
+        let queries = [0.9f32, 3.0, 7.0];
+        let m = query_gallery_metrics(
+            Vectors::new(&queries, 1),
+            &[0, 1, 2],
+            Vectors::new(&gallery, 1),
+            &[0, 0, 1],
+            &[1, 2],
+        );
+        assert!((m["recall@1"] - 0.0).abs() < 1e-12);
+        assert!((m["recall@2"] - 1.0).abs() < 1e-12);
+        // Query 0: R = 2, ranking 1(-) 0(+): AP = (1/2)/2; query 1: R = 1, ranking 4(-): AP 0.
+        assert!((m["map@r"] - (0.25 + 0.0) / 2.0).abs() < 1e-12);
     }
 }

@@ -373,12 +373,39 @@ fn resolve_train(
             .recall_k
             .as_ref()
             .map_or_else(|| defaults::RECALL_K.to_vec(), |k| k.get_ref().clone()),
+        selection_metric: String::new(),
     };
     if let Some(k) = &settings.recall_k
         && (k.get_ref().is_empty() || k.get_ref().contains(&0))
     {
         return Err(src.error_at(k, "recall_k must list at least one K >= 1"));
     }
+    let selection = settings.selection_metric.as_ref().map_or_else(
+        || defaults::SELECTION_METRIC.to_string(),
+        |m| m.get_ref().clone(),
+    );
+    let recall_names: Vec<String> = train
+        .recall_k
+        .iter()
+        .map(|k| format!("recall@{k}"))
+        .collect();
+    if selection != "map@r" && selection != "r_precision" && !recall_names.contains(&selection) {
+        let field = settings
+            .selection_metric
+            .as_ref()
+            .expect("only a set metric can be unknown");
+        return Err(src.error_at(
+            field,
+            format!(
+                "selection_metric `{selection}` is not computed (choose map@r, r_precision or one of {})",
+                recall_names.join(", ")
+            ),
+        ));
+    }
+    let train = TrainConfig {
+        selection_metric: selection,
+        ..train
+    };
     let batch_problem = if !train.batch_size.is_multiple_of(train.samples_per_class) {
         Some(format!(
             "batch_size {} is not a multiple of samples_per_class {}",

@@ -88,6 +88,7 @@ pub struct Settings {
     pub reduction: Option<Spanned<usize>>,
     pub embedding_size: Option<Spanned<usize>>,
     pub recall_k: Option<Spanned<Vec<usize>>>,
+    pub selection_metric: Option<Spanned<String>>,
 }
 
 impl Settings {
@@ -112,6 +113,7 @@ impl Settings {
             reduction: pick(&self.reduction, &over.reduction),
             embedding_size: pick(&self.embedding_size, &over.embedding_size),
             recall_k: pick(&self.recall_k, &over.recall_k),
+            selection_metric: pick(&self.selection_metric, &over.selection_metric),
         }
     }
 }

@@ -158,6 +158,13 @@ fn wrong_types_unknown_names_and_empty_axes_are_errors_with_positions() {
         "{BASE}\n[defaults]\nbatch_size = 64\nsamples_per_class = 4\n"
     ));
     assert!(message.contains("16 classes"), "{message}");
+    let message = error(&format!(
+        "{BASE}\n[defaults]\nselection_metric = \"recall@3\"\n"
+    ));
+    assert!(
+        message.contains("test.toml:11:20") && message.contains("recall@1"),
+        "{message}"
+    );
     let message = error(&format!("{BASE}\n[[exclude]]\ncolour = \"red\"\n"));
     assert!(message.contains("colour"), "{message}");
     let message = error(&format!(

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::provenance::Origin;
 use crate::data::Splits;
+use crate::eval::npy::{f32_npy, i64_npy};
 use crate::matrix::PlannedCell;
 use crate::matrix::hash::canonical_json;
 use crate::progress::Progress;
@@ -141,7 +142,17 @@ fn run_cell(
     let stored = (|| -> anyhow::Result<()> {
         writer.write("history.csv", history_csv(&outcome).as_bytes())?;
         writer.write("checkpoint-best.bpk", &outcome.checkpoint)?;
-        writer.write("metrics.json", metrics_json(&outcome).as_bytes())?;
+        let rows = outcome.test_labels.len();
+        writer.write(
+            "test-embeddings.npy",
+            &f32_npy(&outcome.test_embeddings, &[rows, outcome.embedding_dim]),
+        )?;
+        let labels: Vec<i64> = outcome.test_labels.iter().map(|&l| l as i64).collect();
+        writer.write("test-labels.npy", &i64_npy(&labels, &[rows]))?;
+        writer.write(
+            "metrics.json",
+            metrics_json(&outcome, &cell.config.train.selection_metric).as_bytes(),
+        )?;
         let provenance = origin.provenance(
             &cell.data_root,
             started,

@@ -8,18 +8,20 @@ use crate::eval::Metrics;
 /// `metrics.json`: the test metrics of the epoch selected on validation, plus (labelled apart,
 /// never to be confused with them) the best test value of each metric over all epochs, which is
 /// what selecting on the test set, as the authors' code does, would report.
-pub fn metrics_json(outcome: &RunOutcome) -> String {
+pub fn metrics_json(outcome: &RunOutcome, selection_metric: &str) -> String {
     let selected = outcome.selected();
     let mut best_test = Metrics::new();
-    for record in &outcome.history {
-        for (name, &value) in &record.test {
-            let best = best_test.entry(name.clone()).or_insert(value);
-            *best = best.max(value);
-        }
+    for name in every_epoch_keys(outcome) {
+        let max = outcome
+            .history
+            .iter()
+            .map(|r| r.test[&name])
+            .fold(f64::NEG_INFINITY, f64::max);
+        best_test.insert(name, max);
     }
     let value = json!({
         "selected_epoch": outcome.selected_epoch,
-        "selection_metric": format!("val {}", super::run::SELECTION_METRIC),
+        "selection_metric": format!("val {}", selection_metric),
         "val": selected.val,
         "test": selected.test,
         "test_max_over_epochs": best_test,
@@ -27,15 +29,17 @@ pub fn metrics_json(outcome: &RunOutcome) -> String {
     serde_json::to_string_pretty(&value).expect("metrics serialise") + "\n"
 }
 
-/// `history.csv`: one row per epoch; metric columns are `val_<metric>` and `test_<metric>`.
+/// `history.csv`: one row per epoch; metric columns are `val_<metric>` and `test_<metric>`
+/// (the retrieval metrics every epoch computes; clustering metrics are in `metrics.json`).
 pub fn history_csv(outcome: &RunOutcome) -> String {
     let first = &outcome.history[0];
+    let test_keys = every_epoch_keys(outcome);
     let mut header = vec!["epoch", "loss", "metric_loss", "diversity_loss", "seconds"]
         .into_iter()
         .map(String::from)
         .collect::<Vec<_>>();
     header.extend(first.val.keys().map(|k| format!("val_{k}")));
-    header.extend(first.test.keys().map(|k| format!("test_{k}")));
+    header.extend(test_keys.iter().map(|k| format!("test_{k}")));
     let mut out = header.join(",") + "\n";
     for r in &outcome.history {
         let mut row = vec![
@@ -46,10 +50,20 @@ pub fn history_csv(outcome: &RunOutcome) -> String {
             format!("{:.3}", r.seconds),
         ];
         row.extend(r.val.values().map(|v| format!("{v:.6}")));
-        row.extend(r.test.values().map(|v| format!("{v:.6}")));
+        row.extend(test_keys.iter().map(|k| format!("{:.6}", r.test[k])));
         out += &(row.join(",") + "\n");
     }
     out
+}
+
+/// Test metrics every epoch has (not the clustering metrics of the selected epoch alone).
+fn every_epoch_keys(outcome: &RunOutcome) -> Vec<String> {
+    outcome.history[0]
+        .test
+        .keys()
+        .filter(|k| outcome.history.iter().all(|r| r.test.contains_key(*k)))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -75,8 +89,12 @@ mod tests {
             selected_epoch: 1,
             history: vec![record(1, 0.8, 0.5), record(2, 0.7, 0.6)],
             checkpoint: vec![],
+            test_embeddings: vec![],
+            embedding_dim: 1,
+            test_labels: vec![],
         };
-        let value: serde_json::Value = serde_json::from_str(&metrics_json(&outcome)).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&metrics_json(&outcome, "recall@1")).unwrap();
         assert_eq!(value["selected_epoch"], 1);
         assert_eq!(value["test"]["recall@1"], 0.5);
         assert_eq!(value["test_max_over_epochs"]["recall@1"], 0.6);

@@ -67,6 +67,8 @@ pub struct TrainConfig {
     pub lambda_div: f64,
     /// The K of Recall@K.
     pub recall_k: Vec<usize>,
+    /// The validation metric that selects the epoch (`map@r`, `r_precision` or `recall@K`).
+    pub selection_metric: String,
 }
 
 /// Built-in defaults under every matrix's `[defaults]`.
@@ -81,4 +83,6 @@ pub mod defaults {
     pub const EMBEDDING_SIZE: usize = 64;
     pub const RECALL_K: [usize; 4] = [1, 2, 4, 8];
     pub const LR_GAMMA: f64 = 0.3;
+    /// MAP@R, as "A Metric Learning Reality Check" recommends.
+    pub const SELECTION_METRIC: &str = "map@r";
 }

@@ -124,6 +124,7 @@ mod tests {
             lr_gamma: 0.5,
             lambda_div: 0.0,
             recall_k: vec![1],
+            selection_metric: "map@r".into(),
         }
     }
 

@@ -16,13 +16,11 @@ use serde::Serialize;
 use super::config::RunConfig;
 use super::optim::{ModelGroups, model_learning_rates, model_optimizer};
 use crate::data::{ClassBalancedSampler, ImageSet, Splits};
-use crate::eval::{Metrics, retrieval_metrics};
+use crate::eval::{Metrics, clustering_metrics, retrieval_metrics};
 use crate::loss::{LossShape, MetricLoss, diversity_loss};
 use crate::model::embedder::{Embedder, EmbedderSpec};
 use crate::model::layers::ParamInit;
 
-/// The metric that selects the epoch.
-pub const SELECTION_METRIC: &str = "recall@1";
 /// Seed offset of the loss parameters' generator (distinct from the model's).
 const LOSS_INIT_STREAM: u64 = 0x1055_0000_0000_0001;
 /// Images per forward pass when embedding a whole set.
@@ -44,11 +42,15 @@ pub struct EpochRecord {
 /// What a finished run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
-    /// 1-based epoch with the best validation `SELECTION_METRIC`.
+    /// 1-based epoch with the best validation `selection_metric`.
     pub selected_epoch: usize,
     pub history: Vec<EpochRecord>,
     /// Burnpack bytes of the embedder at the selected epoch.
     pub checkpoint: Vec<u8>,
+    /// Test embeddings at the selected epoch, `[n, dim]`, with their dense labels.
+    pub test_embeddings: Vec<f32>,
+    pub embedding_dim: usize,
+    pub test_labels: Vec<usize>,
 }
 
 impl RunOutcome {
@@ -110,7 +112,7 @@ pub fn train_run(
         splits.train.width,
     ];
     let mut history: Vec<EpochRecord> = Vec::with_capacity(train.epochs);
-    let mut best: Option<(f64, usize, Vec<u8>)> = None;
+    let mut best: Option<Best> = None;
 
     for epoch in 0..train.epochs {
         let started = Instant::now();
@@ -160,8 +162,9 @@ pub fn train_run(
         }
 
         let frozen = model.valid();
-        let val = evaluate(&frozen, &splits.val, &train.recall_k, device);
-        let test = evaluate(&frozen, &splits.test, &train.recall_k, device);
+        let (val, _) = evaluate(&frozen, &splits.val, &train.recall_k, device);
+        let (test, (test_embeddings, embedding_dim)) =
+            evaluate(&frozen, &splits.test, &train.recall_k, device);
         let steps = batches.len() as f64;
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -172,26 +175,52 @@ pub fn train_run(
             test,
             seconds: started.elapsed().as_secs_f64(),
         };
+        let score = record.val[&train.selection_metric];
         tracing::debug!(
             epoch = record.epoch,
             loss = record.loss,
-            val = record.val[SELECTION_METRIC],
+            selection = score,
             "epoch done"
         );
-        let score = record.val[SELECTION_METRIC];
         // Strictly better only: ties keep the earlier epoch.
-        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-            let bytes = frozen.into_record().into_bytes()?.to_vec();
-            best = Some((score, record.epoch, bytes));
+        if best.as_ref().is_none_or(|b| score > b.score) {
+            best = Some(Best {
+                score,
+                epoch: record.epoch,
+                checkpoint: frozen.into_record().into_bytes()?.to_vec(),
+                test_embeddings,
+                embedding_dim,
+            });
         }
         history.push(record);
     }
-    let (_, selected_epoch, checkpoint) = best.expect("at least one epoch");
+    let best = best.expect("at least one epoch");
+    // Clustering metrics once, on the selected epoch's test embeddings (k-means is the
+    // costly part of evaluation).
+    let clustering = clustering_metrics(
+        &best.test_embeddings,
+        best.embedding_dim,
+        &splits.test.labels,
+        config.seed,
+    );
+    history[best.epoch - 1].test.extend(clustering);
     Ok(RunOutcome {
-        selected_epoch,
+        selected_epoch: best.epoch,
         history,
-        checkpoint,
+        checkpoint: best.checkpoint,
+        test_embeddings: best.test_embeddings,
+        embedding_dim: best.embedding_dim,
+        test_labels: splits.test.labels.clone(),
     })
+}
+
+/// The selected epoch so far.
+struct Best {
+    score: f64,
+    epoch: usize,
+    checkpoint: Vec<u8>,
+    test_embeddings: Vec<f32>,
+    embedding_dim: usize,
 }
 
 fn batch_tensor(
@@ -230,8 +259,14 @@ pub fn embed(model: &Embedder, set: &ImageSet, device: &Device) -> (Vec<f32>, us
     (out, dim)
 }
 
-/// Retrieval metrics of `model` on `set` (leave-one-out).
-fn evaluate(model: &Embedder, set: &ImageSet, ks: &[usize], device: &Device) -> Metrics {
+/// Retrieval metrics of `model` on `set` (leave-one-out), and the embeddings.
+fn evaluate(
+    model: &Embedder,
+    set: &ImageSet,
+    ks: &[usize],
+    device: &Device,
+) -> (Metrics, (Vec<f32>, usize)) {
     let (embeddings, dim) = embed(model, set, device);
-    retrieval_metrics(&embeddings, dim, &set.labels, ks)
+    let metrics = retrieval_metrics(&embeddings, dim, &set.labels, ks);
+    (metrics, (embeddings, dim))
 }

@@ -1,0 +1,215 @@
+//! NumPy `.npy` files (format versions 1-3, little-endian, C order): what `agml evaluate`
+//! reads and what runs store their embeddings as.
+
+use std::path::Path;
+
+use crate::error::BadInput;
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// An array read from a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub values: NpyValues,
+}
+
+/// The values, widened to one float and one integer type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyValues {
+    Float(Vec<f32>),
+    Int(Vec<i64>),
+}
+
+/// Reads a `.npy` file; anything it cannot read is bad input naming the file.
+pub fn read_npy(path: &Path) -> Result<NpyArray, BadInput> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| BadInput::new(format!("{}: cannot read: {e}", path.display())))?;
+    parse(&bytes).map_err(|why| {
+        BadInput::new(format!(
+            "{}: not a readable .npy array: {why}",
+            path.display()
+        ))
+    })
+}
+
+fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("no NUMPY magic".into());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!("format version {v}")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or("truncated header")?;
+    let field = |key: &str| -> Result<&str, String> {
+        let at = header
+            .find(&format!("'{key}'"))
+            .ok_or(format!("no '{key}' in the header"))?;
+        Ok(header[at + key.len() + 2..]
+            .trim_start()
+            .trim_start_matches(':')
+            .trim_start())
+    };
+    let descr = field("descr")?;
+    let descr = descr
+        .trim_start_matches('\'')
+        .split('\'')
+        .next()
+        .unwrap_or_default();
+    if field("fortran_order")?.starts_with("True") {
+        return Err("Fortran order is not supported".into());
+    }
+    let shape_text = field("shape")?;
+    let shape_text = &shape_text[1..shape_text.find(')').ok_or("bad shape")?];
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("bad shape entry {s}")))
+        .collect::<Result<_, _>>()?;
+    let count: usize = shape.iter().product();
+    let data = &bytes[start + header_len..];
+    let width = match descr {
+        "<f4" | "<i4" | "<u4" => 4,
+        "<f8" | "<i8" | "<u8" => 8,
+        "|u1" | "|i1" => 1,
+        other => return Err(format!("dtype {other} (expected <f4, <f8, <i8, <i4 or u1)")),
+    };
+    if data.len() != count * width {
+        return Err(format!(
+            "{} data bytes for shape {shape:?} of {descr}",
+            data.len()
+        ));
+    }
+    let chunks = data.chunks_exact(width);
+    let values = match descr {
+        "<f4" => NpyValues::Float(
+            chunks
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        ),
+        "<f8" => NpyValues::Float(
+            chunks
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+        ),
+        "<i8" => NpyValues::Int(
+            chunks
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        ),
+        "<u8" => NpyValues::Int(
+            chunks
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as i64)
+                .collect(),
+        ),
+        "<i4" => NpyValues::Int(
+            chunks
+                .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                .collect(),
+        ),
+        "<u4" => NpyValues::Int(
+            chunks
+                .map(|c| i64::from(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
+                .collect(),
+        ),
+        "|u1" => NpyValues::Int(data.iter().map(|&b| i64::from(b)).collect()),
+        _ => NpyValues::Int(data.iter().map(|&b| i64::from(b as i8)).collect()),
+    };
+    Ok(NpyArray { shape, values })
+}
+
+fn encode(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let shape_text = match shape {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Pad so that the data starts on a multiple of 64 bytes, ending the header with '\n'.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// `.npy` bytes of a float32 array.
+pub fn f32_npy(values: &[f32], shape: &[usize]) -> Vec<u8> {
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    encode("<f4", shape, &data)
+}
+
+/// `.npy` bytes of an int64 array.
+pub fn i64_npy(values: &[i64], shape: &[usize]) -> Vec<u8> {
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    encode("<i8", shape, &data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reads_numpy_headers() {
+        let bytes = f32_npy(&[1.0, 2.5, -3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        assert_eq!(bytes.len() % 16, (6 * 4) % 16);
+        assert_eq!(
+            (bytes.len() - 24) % 64,
+            0,
+            "data starts on a 64-byte boundary"
+        );
+        let array = parse(&bytes).unwrap();
+        assert_eq!(array.shape, vec![2, 3]);
+        assert_eq!(
+            array.values,
+            NpyValues::Float(vec![1.0, 2.5, -3.0, 4.0, 5.0, 6.0])
+        );
+        let labels = parse(&i64_npy(&[3, -1, 7], &[3])).unwrap();
+        assert_eq!(labels.shape, vec![3]);
+        assert_eq!(labels.values, NpyValues::Int(vec![3, -1, 7]));
+        // numpy's own header spelling: np.save of np.arange(3, dtype=np.int32).
+        let mut numpy =
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }"
+                .to_vec();
+        numpy.resize(10 + 117, b' ');
+        numpy.push(b'\n');
+        for v in [0i32, 1, 2] {
+            numpy.extend_from_slice(&v.to_le_bytes());
+        }
+        let parsed = parse(&numpy).unwrap();
+        assert_eq!(parsed.values, NpyValues::Int(vec![0, 1, 2]));
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        assert!(parse(b"not numpy").unwrap_err().contains("magic"));
+        let mut truncated = f32_npy(&[1.0, 2.0], &[2]);
+        truncated.pop();
+        assert!(parse(&truncated).unwrap_err().contains("data bytes"));
+        let error = read_npy(Path::new("/nonexistent/e.npy")).unwrap_err();
+        assert!(error.message.contains("/nonexistent/e.npy"));
+    }
+}
