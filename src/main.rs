@@ -8,7 +8,7 @@ use agml::matrix::{CellFilter, Matrix};
 use agml::progress::Progress;
 use agml::report::{SummaryTable, collect_runs, write_summary_tables};
 use agml::schedule::{RunOptions, missing_inputs, plan, run_cells};
-use agml::store::{RunState, RunStore};
+use agml::store::{RunState, RunStore, verify_run, verify_store};
 use agml::train::Backend;
 use clap::{Parser, Subcommand};
 
@@ -61,6 +61,12 @@ enum Command {
         results: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+    /// Re-hash every artifact of every finished run and name each one that does not match
+    /// its manifest (exit 1 if any).
+    Verify {
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
     },
     /// Retrieval and clustering metrics of stored embeddings (.npy): leave-one-out, or the
     /// embeddings as queries against a gallery.
@@ -166,8 +172,17 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             let entries = plan(&matrix, &filter, &store);
             let todo: Vec<_> = entries
                 .iter()
-                .filter(|e| match e.state {
-                    RunState::Done(_) => force,
+                .filter(|e| match &e.state {
+                    // A finished run whose artifacts no longer match its manifest is redone.
+                    RunState::Done(manifest) => {
+                        force || {
+                            let mismatches = verify_run(&store, manifest);
+                            for m in &mismatches {
+                                tracing::warn!("{m}: redoing the run");
+                            }
+                            !mismatches.is_empty()
+                        }
+                    }
                     RunState::Stale(_) => force || rerun_stale,
                     RunState::Pending | RunState::Failed(_) => true,
                 })
@@ -197,7 +212,16 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 todo.len(),
                 entries.len()
             );
-            let summary = run_cells(&todo, &store, &RunOptions { backend, jobs }, progress)?;
+            let summary = run_cells(
+                &todo,
+                &store,
+                &RunOptions {
+                    backend,
+                    jobs,
+                    force,
+                },
+                progress,
+            )?;
             println!(
                 "trained {} cells, {} failed; results in {}",
                 summary.trained.len(),
@@ -206,6 +230,9 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             );
             for (hash, reason) in &summary.failed {
                 println!("failed {}: {reason}", &hash[..12]);
+            }
+            for (hash, reason) in &summary.skipped {
+                println!("skipped {}: {reason}", &hash[..12]);
             }
             Ok(if summary.failed.is_empty() {
                 ExitCode::SUCCESS
@@ -243,6 +270,22 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { results } => {
+            let (runs, artifacts, mismatches) = verify_store(&RunStore::new(&results))?;
+            for m in &mismatches {
+                println!("{m}");
+            }
+            println!(
+                "verified {artifacts} artifacts of {runs} finished runs in {}: {} do not match",
+                results.display(),
+                mismatches.len()
+            );
+            Ok(if mismatches.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Evaluate {
             embeddings,

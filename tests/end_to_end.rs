@@ -162,6 +162,27 @@ fn smoke_matrix_runs_reports_and_never_reruns() {
         })
         .collect();
     assert_eq!(before, after);
+    // A changed artifact: verify names it (exit 1), run redoes that run only.
+    let verify = agml(&["verify", "--results", results_s]);
+    assert!(verify.status.success());
+    std::fs::write(dirs[0].join("history.csv"), "tampered\n").unwrap();
+    let verify = agml(&["verify", "--results", results_s]);
+    assert_eq!(verify.status.code(), Some(1));
+    let name = dirs[0].file_name().unwrap().to_str().unwrap();
+    assert!(
+        stdout(&verify).contains(&format!("runs/{name}/history.csv: changed")),
+        "{}",
+        stdout(&verify)
+    );
+    let redo = agml(&["run", smoke, "--results", results_s]);
+    assert!(redo.status.success());
+    assert!(
+        stdout(&redo).contains("trained 1 cells"),
+        "{}",
+        stdout(&redo)
+    );
+    assert!(agml(&["verify", "--results", results_s]).status.success());
+
     let status = agml(&["status", smoke, "--results", results_s, "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["done"], 2);
@@ -251,4 +272,54 @@ fn bad_input_exits_2_and_writes_nothing() {
         "colour=red",
     ]);
     assert_eq!(only.status.code(), Some(2));
+}
+
+#[test]
+fn two_processes_on_one_store_train_each_cell_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let smoke = repo("experiments/smoke.toml");
+    let spawn = || {
+        Command::new(AGML)
+            .args([
+                "run",
+                smoke.to_str().unwrap(),
+                "--results",
+                results.to_str().unwrap(),
+            ])
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    assert!(a.status.success() && b.status.success());
+    let trained = |o: &Output| {
+        let text = stdout(o);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("trained "))
+            .unwrap_or("trained 0")
+            .to_string();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    // Whichever way the two interleave, each cell is trained by exactly one of them.
+    assert_eq!(
+        trained(&a) + trained(&b),
+        2,
+        "{}\n{}",
+        stdout(&a),
+        stdout(&b)
+    );
+    assert_eq!(run_dirs(&results).len(), 2);
+    assert!(
+        agml(&["verify", "--results", results.to_str().unwrap()])
+            .status
+            .success()
+    );
 }

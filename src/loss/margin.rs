@@ -13,6 +13,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::pairs::host_values;
 use crate::model::layers::l2_normalize;
 
 /// Hyper-parameters of the margin loss.
@@ -83,11 +84,7 @@ impl MarginLoss {
     ) -> Tensor<1> {
         let embedding = l2_normalize(embedding);
         let [n, d] = embedding.dims();
-        let values = embedding
-            .clone()
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("float embeddings");
+        let values = host_values(&embedding);
         let rows: Vec<&[f32]> = (0..n).map(|i| &values[i * d..(i + 1) * d]).collect();
         let triplets = sample_triplets(&rows, labels, self.cutoff, rng);
         self.triplet_loss(embedding, self.group_beta(group), labels, &triplets)

@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{logsumexp_add_one, mask};
+use super::pairs::{host_values, logsumexp_add_one, mask};
 use crate::model::layers::l2_normalize;
 
 /// Hyper-parameters (the paper's and pytorch-metric-learning's defaults).
@@ -63,11 +63,7 @@ impl MultiSimilarity {
         let device = embedding.device();
         let embedding = l2_normalize(embedding);
         let similarity = embedding.clone().matmul(embedding.transpose()); // [n, n]
-        let s = similarity
-            .clone()
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("float similarities");
+        let s = host_values(&similarity);
         let positive = |i: usize, j: usize| i != j && labels[i] == labels[j];
         let negative = |i: usize, j: usize| labels[i] != labels[j];
         let (keep_pos, keep_neg) = if self.mine {

@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::mask;
+use super::pairs::{group_rows, mask};
 use crate::model::layers::{ParamInit, l2_normalize};
 
 /// Hyper-parameters.
@@ -53,11 +53,7 @@ impl NormalizedSoftmax {
 
     /// The class weights of `group`: `[classes, d]`.
     pub fn group_weights(&self, group: usize) -> Tensor<2> {
-        let [_, classes, size] = self.weights.dims();
-        self.weights
-            .val()
-            .narrow(0, group, 1)
-            .reshape([classes, size])
+        group_rows(&self.weights.val(), group)
     }
 
     /// `embedding`: `[n, d]`; `weights`: `[classes, d]` (both normalised here).

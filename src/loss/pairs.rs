@@ -40,6 +40,24 @@ pub fn pair_distances(embedding: &Tensor<2>, a: &[usize], b: &[usize]) -> Tensor
         .reshape([-1])
 }
 
+/// The values of a float tensor, read back to the host (for mining decisions).
+pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Vec<f32> {
+    tensor
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("float tensor")
+}
+
+/// Slice `group` of a per-group parameter `[P, classes, d]` (proxies, class weights).
+pub fn group_rows(per_group: &Tensor<3>, group: usize) -> Tensor<2> {
+    let [_, classes, size] = per_group.dims();
+    per_group
+        .clone()
+        .narrow(0, group, 1)
+        .reshape([classes, size])
+}
+
 /// log(1 + sum over kept entries of exp(x)) along `dim` (1: per row, 0: per column); 0 where
 /// nothing is kept. pytorch-metric-learning's `logsumexp(add_one=True)`.
 pub fn logsumexp_add_one(x: Tensor<2>, keep: Tensor<2, Bool>, dim: usize) -> Tensor<2> {

@@ -9,7 +9,7 @@ use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{logsumexp_add_one, mask};
+use super::pairs::{group_rows, logsumexp_add_one, mask};
 use crate::model::layers::{ParamInit, l2_normalize};
 
 /// Hyper-parameters (the paper's defaults).
@@ -59,11 +59,7 @@ impl ProxyAnchor {
 
     /// The proxies of `group`: `[classes, d]`.
     pub fn group_proxies(&self, group: usize) -> Tensor<2> {
-        let [_, classes, size] = self.proxies.dims();
-        self.proxies
-            .val()
-            .narrow(0, group, 1)
-            .reshape([classes, size])
+        group_rows(&self.proxies.val(), group)
     }
 
     /// `embedding`: `[n, d]`; `proxies`: `[classes, d]` (both normalised here).

@@ -9,7 +9,7 @@ use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
 
 use super::contrastive::average_non_zero;
-use super::pairs::pair_distances;
+use super::pairs::{host_values, pair_distances};
 use crate::model::layers::l2_normalize;
 
 /// Hyper-parameters.
@@ -76,11 +76,7 @@ impl Triplet {
 /// All pairwise Euclidean distances of the rows of `embedding`, read back for mining (f64).
 pub fn distance_matrix(embedding: &Tensor<2>) -> Vec<f64> {
     let [n, d] = embedding.dims();
-    let values = embedding
-        .clone()
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("float embeddings");
+    let values = host_values(embedding);
     let mut out = vec![0.0; n * n];
     for i in 0..n {
         for j in 0..n {

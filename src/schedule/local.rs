@@ -16,7 +16,7 @@ use crate::eval::npy::{f32_npy, i64_npy};
 use crate::matrix::PlannedCell;
 use crate::matrix::hash::canonical_json;
 use crate::progress::Progress;
-use crate::store::{RunStore, utc_now};
+use crate::store::{RunState, RunStore, utc_now, verify_run};
 use crate::train::artifacts::{history_csv, metrics_json};
 use crate::train::{Backend, SEMANTICS, train_run};
 
@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub backend: Backend,
     /// Cells trained at the same time.
     pub jobs: usize,
+    /// Redo cells that are done (otherwise a cell another process finished meanwhile is skipped).
+    pub force: bool,
 }
 
 /// What a `run` did.
@@ -34,6 +36,8 @@ pub struct RunSummary {
     pub trained: Vec<String>,
     /// (hash, reason) of each cell that failed.
     pub failed: Vec<(String, String)>,
+    /// (hash, reason) of each cell left to another process.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Trains `cells` into `store`. Every dataset is loaded (and so checked) before any training,
@@ -54,14 +58,26 @@ pub fn run_cells(
         let key = dataset_key(cell);
         let batches = progress.batches();
         cells_bar.set_message(format!("{}", cell.values));
-        let result = run_cell(cell, &datasets[&key], store, &device, &origin, &batches);
+        let result = run_cell(
+            cell,
+            &datasets[&key],
+            store,
+            options,
+            &device,
+            &origin,
+            &batches,
+        );
         progress.remove(&batches);
         cells_bar.inc(1);
         let mut summary = summary.lock().expect("summary lock");
         match result {
-            Ok(()) => {
+            Ok(CellResult::Trained) => {
                 tracing::info!("done   {} {}", &cell.hash[..12], cell.values);
                 summary.trained.push(cell.hash.clone());
+            }
+            Ok(CellResult::Skipped(reason)) => {
+                tracing::info!("skip   {} {}: {reason}", &cell.hash[..12], cell.values);
+                summary.skipped.push((cell.hash.clone(), reason));
             }
             Err(reason) => {
                 tracing::error!("failed {} {}: {reason}", &cell.hash[..12], cell.values);
@@ -102,14 +118,37 @@ fn load_datasets(
 }
 
 /// Trains one cell and stores its artifacts; on failure stores the reason and returns it.
+/// What became of a cell that did not fail.
+enum CellResult {
+    Trained,
+    Skipped(String),
+}
+
 fn run_cell(
     cell: &PlannedCell,
     splits: &Splits,
     store: &RunStore,
+    options: &RunOptions,
     device: &Device,
     origin: &Origin,
     batches: &indicatif::ProgressBar,
-) -> Result<(), String> {
+) -> Result<CellResult, String> {
+    // One writer per run, across processes and machines sharing the store.
+    let Some(_lock) = store.try_lock(&cell.hash).map_err(|e| format!("{e:#}"))? else {
+        return Ok(CellResult::Skipped(
+            "another agml process is training it".into(),
+        ));
+    };
+    // Planned before the lock: another process may have finished it since (a done run whose
+    // artifacts do not match its manifest was planned on purpose and is redone).
+    if !options.force
+        && let RunState::Done(manifest) = store.state(&cell.hash, SEMANTICS)
+        && verify_run(store, &manifest).is_empty()
+    {
+        return Ok(CellResult::Skipped(
+            "finished by another agml process".into(),
+        ));
+    }
     let started = utc_now();
     let clock = Instant::now();
     let mut writer = store.begin(&cell.hash).map_err(|e| format!("{e:#}"))?;
@@ -162,10 +201,12 @@ fn run_cell(
         writer.finish(SEMANTICS, provenance)?;
         Ok(())
     })();
-    stored.map_err(|e| format!("storing the run: {e:#}"))
+    stored
+        .map(|()| CellResult::Trained)
+        .map_err(|e| format!("storing the run: {e:#}"))
 }
 
-fn fail(writer: crate::store::RunWriter, reason: String) -> Result<(), String> {
+fn fail(writer: crate::store::RunWriter, reason: String) -> Result<CellResult, String> {
     match writer.fail(&reason) {
         Ok(()) => Err(reason),
         Err(e) => Err(format!("{reason} (and storing the failure failed: {e:#})")),

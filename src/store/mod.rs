@@ -3,7 +3,9 @@
 
 pub mod atomic;
 pub mod checksum;
+pub mod lock;
 pub mod manifest;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,7 +15,9 @@ use anyhow::Context;
 
 pub use atomic::write_atomic;
 pub use checksum::hex_sha256;
+pub use lock::RunLock;
 pub use manifest::{Failure, Manifest, Provenance, utc_now};
+pub use verify::{Mismatch, verify_run, verify_store};
 
 /// The manifest's file name; its presence is what makes a run done.
 pub const MANIFEST: &str = "manifest.json";
