@@ -35,7 +35,8 @@ pub struct SummaryRow {
     pub values: Vec<(f64, f64)>,
 }
 
-/// Metric display order: Recall@K by K, then the others by name.
+/// Metric display order: Recall@K by K, then MAP@R, R-Precision, NMI, F1, then any other by
+/// name.
 fn metric_order(names: &[String]) -> Vec<String> {
     let mut recall: Vec<(usize, String)> = names
         .iter()
@@ -47,7 +48,19 @@ fn metric_order(names: &[String]) -> Vec<String> {
         .collect();
     recall.sort();
     let mut ordered: Vec<String> = recall.into_iter().map(|(_, n)| n).collect();
-    ordered.extend(names.iter().filter(|n| !n.starts_with("recall@")).cloned());
+    const KNOWN: [&str; 4] = ["map@r", "r_precision", "nmi", "f1"];
+    ordered.extend(
+        KNOWN
+            .iter()
+            .filter(|k| names.iter().any(|n| n == *k))
+            .map(|k| k.to_string()),
+    );
+    ordered.extend(
+        names
+            .iter()
+            .filter(|n| !n.starts_with("recall@") && !KNOWN.contains(&n.as_str()))
+            .cloned(),
+    );
     ordered
 }
 
@@ -223,6 +236,8 @@ fn display_metric(name: &str) -> String {
     match name {
         "map@r" => "MAP@R".into(),
         "r_precision" => "R-Prec".into(),
+        "nmi" => "NMI".into(),
+        "f1" => "F1".into(),
         other => other
             .strip_prefix("recall@")
             .map_or_else(|| other.to_string(), |k| format!("R@{k}")),
@@ -265,4 +280,85 @@ pub fn write_summary_tables(
         written.push(path);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DatasetName;
+    use crate::loss::LossName;
+    use crate::matrix::AxisValues;
+    use crate::model::{BackboneKind, HeadKind};
+
+    fn row(head: HeadKind, groups: usize, seed: u64, recall: f64) -> RunRow {
+        RunRow {
+            hash: format!("{head}-{groups}-{seed}"),
+            values: AxisValues {
+                dataset: DatasetName::Synthetic,
+                backbone: BackboneKind::ConvnetSmall,
+                head,
+                loss: LossName::Margin,
+                embedding_size: 8,
+                groups,
+                seed,
+            },
+            test: vec![
+                ("f1".into(), 0.5),
+                ("map@r".into(), recall / 2.0),
+                ("nmi".into(), 0.4),
+                ("r_precision".into(), 0.3),
+                ("recall@1".into(), recall),
+                ("recall@10".into(), 0.95),
+                ("recall@2".into(), 0.9),
+            ],
+            selected_epoch: 1,
+        }
+    }
+
+    #[test]
+    fn rows_aggregate_seeds_and_metrics_keep_their_order() {
+        let rows = vec![
+            row(HeadKind::Attentive, 4, 0, 0.80),
+            row(HeadKind::Attentive, 4, 1, 0.90),
+            row(HeadKind::None, 1, 0, 0.70),
+        ];
+        let table = SummaryTable::build("t", &rows, 1).unwrap();
+        assert_eq!(table.keys, vec!["head", "groups"]);
+        assert_eq!(
+            table.metrics,
+            vec![
+                "recall@1",
+                "recall@2",
+                "recall@10",
+                "map@r",
+                "r_precision",
+                "nmi",
+                "f1"
+            ]
+        );
+        let markdown = table.to_markdown();
+        assert!(
+            markdown.contains(
+                "| head | groups | seeds | R@1 | R@2 | R@10 | MAP@R | R-Prec | NMI | F1 |"
+            ),
+            "{markdown}"
+        );
+        // Mean 85.0, sample std 7.1 over the two seeds; a single seed has no std.
+        assert!(
+            markdown.contains("| attentive | 4 | 2 | 85.0 ± 7.1 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| none | 1 | 1 | 70.0 | 90.0 |"),
+            "{markdown}"
+        );
+        assert!(markdown.contains("3 of 4 cells finished; 1 missing."));
+        let csv = table.to_csv().unwrap();
+        assert_eq!(csv.lines().count(), 3);
+        let tex = table.to_latex();
+        assert!(
+            tex.contains("$85.0 \\pm 7.1$") && tex.contains("\\toprule"),
+            "{tex}"
+        );
+    }
 }
