@@ -53,6 +53,9 @@ enum Command {
         /// Redo selected cells made under another training-semantics version.
         #[arg(long)]
         rerun_stale: bool,
+        /// Try a failed cell up to N more times.
+        #[arg(long, default_value_t = 0)]
+        retries: usize,
     },
     /// Count the cells of a matrix by state and show failures with their reasons.
     Status {
@@ -161,6 +164,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             jobs,
             force,
             rerun_stale,
+            retries,
         } => {
             let backend: Backend = backend.parse()?;
             if jobs == 0 {
@@ -219,6 +223,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                     backend,
                     jobs,
                     force,
+                    retries,
                 },
                 progress,
             )?;

@@ -323,3 +323,42 @@ fn two_processes_on_one_store_train_each_cell_once() {
             .success()
     );
 }
+
+#[test]
+fn a_failing_cell_is_recorded_retried_and_does_not_stop_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let matrix = tmp.path().join("diverges.toml");
+    // A huge query learning rate makes the attentive cells diverge (NaN); `none` has no queries.
+    std::fs::write(
+        &matrix,
+        "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\nhead = [\"none\", \"attentive\"]\n\
+         loss = [\"margin\"]\ngroups = [1, 2]\nseed = [0]\n[defaults]\nepochs = 3\nbatch_size = 8\n\
+         samples_per_class = 2\nembedding_size = 8\nquery_lr = 3e38\nquery_weight_decay = 0\n\
+         [datasets.synthetic]\nclasses = 8\nimages_per_class = 12\nsize = 16\n",
+    )
+    .unwrap();
+    let (m, r) = (matrix.to_str().unwrap(), results.to_str().unwrap());
+    let run = agml(&["run", m, "--results", r, "--retries", "1"]);
+    assert_eq!(run.status.code(), Some(1));
+    let out = stdout(&run);
+    assert!(out.contains("trained 1 cells, 2 failed"), "{out}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("retry 1/1"));
+    let status = agml(&["status", m, "--results", r, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (status["done"].as_u64(), status["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let failed: Vec<&serde_json::Value> = status["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "failed")
+        .collect();
+    for cell in failed {
+        assert!(cell["reason"].as_str().unwrap().contains("NaN"), "{cell}");
+        let dir = results.join("runs").join(cell["hash"].as_str().unwrap());
+        assert!(dir.join("failure.json").is_file() && !dir.join("manifest.json").exists());
+    }
+}

@@ -245,7 +245,7 @@ fn resolve_dataset(
             };
             let root = table.and_then(|t| t.root.as_ref()).map_or_else(
                 || PathBuf::from(FASHION_MNIST_DEFAULT_ROOT),
-                |r| resolve_path(src.path, r.get_ref()),
+                |r| PathBuf::from(r.get_ref()),
             );
             let settings = table.map(|t| t.train.clone()).unwrap_or_default();
             Ok((DatasetConfig::FashionMnist(config), root, settings))
@@ -269,11 +269,6 @@ fn resolve_dataset(
             ))
         }
     }
-}
-
-/// A relative path in a matrix is relative to the working directory, as on the command line.
-fn resolve_path(_matrix: &Path, path: &str) -> PathBuf {
-    PathBuf::from(path)
 }
 
 fn resolve_backbone(
@@ -300,7 +295,8 @@ fn resolve_backbone(
         pretrained,
         freeze_batchnorm: table.and_then(|t| t.freeze_batchnorm).unwrap_or(false),
     };
-    Ok((config, weights.map(|w| resolve_path(src.path, w.get_ref()))))
+    // Relative paths in a matrix are relative to the working directory, as on the command line.
+    Ok((config, weights.map(|w| PathBuf::from(w.get_ref()))))
 }
 
 fn resolve_reduction(settings: &Settings, src: &Source) -> Result<usize, BadInput> {

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Redo cells that are done (otherwise a cell another process finished meanwhile is skipped).
     pub force: bool,
+    /// Further attempts at a cell that failed.
+    pub retries: usize,
 }
 
 /// What a `run` did.
@@ -58,15 +60,28 @@ pub fn run_cells(
         let key = dataset_key(cell);
         let batches = progress.batches();
         cells_bar.set_message(format!("{}", cell.values));
-        let result = run_cell(
-            cell,
-            &datasets[&key],
-            store,
-            options,
-            &device,
-            &origin,
-            &batches,
-        );
+        let mut result = Err(String::new());
+        for attempt in 0..=options.retries {
+            if attempt > 0 {
+                tracing::warn!(
+                    "retry {attempt}/{} of {}",
+                    options.retries,
+                    &cell.hash[..12]
+                );
+            }
+            result = run_cell(
+                cell,
+                &datasets[&key],
+                store,
+                options,
+                &device,
+                &origin,
+                &batches,
+            );
+            if result.is_ok() {
+                break;
+            }
+        }
         progress.remove(&batches);
         cells_bar.inc(1);
         let mut summary = summary.lock().expect("summary lock");
