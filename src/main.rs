@@ -65,6 +65,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List (and with --delete remove) run folders that no matrix under --experiments names,
+    /// and temp files left by killed writers.
+    Gc {
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Folder of the matrices whose cells are kept.
+        #[arg(long, default_value = "experiments")]
+        experiments: PathBuf,
+        #[arg(long)]
+        delete: bool,
+    },
     /// Re-hash every artifact of every finished run and name each one that does not match
     /// its manifest (exit 1 if any).
     Verify {
@@ -276,6 +287,38 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Gc {
+            results,
+            experiments,
+            delete,
+        } => {
+            let named = named_hashes(&experiments)?;
+            let store = RunStore::new(&results);
+            let garbage = agml::schedule::gc::find_garbage(&store, &named)?;
+            for dir in &garbage.runs {
+                println!("unnamed run {}", dir.display());
+            }
+            for file in &garbage.temps {
+                println!("temp leftover {}", file.display());
+            }
+            for dir in &garbage.busy {
+                println!("kept (being written by another process) {}", dir.display());
+            }
+            if delete {
+                agml::schedule::gc::delete_garbage(&garbage)?;
+            }
+            println!(
+                "{} unnamed runs, {} temp files{}",
+                garbage.runs.len(),
+                garbage.temps.len(),
+                if delete {
+                    ": removed"
+                } else {
+                    " (run with --delete to remove them)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { results } => {
             let (runs, artifacts, mismatches) = verify_store(&RunStore::new(&results))?;
             for m in &mismatches {
@@ -335,6 +378,27 @@ fn report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The hashes of every cell of every matrix in `folder`; one broken matrix stops gc.
+fn named_hashes(folder: &Path) -> anyhow::Result<std::collections::HashSet<String>> {
+    let entries = std::fs::read_dir(folder).map_err(|e| {
+        BadInput::new(format!(
+            "{}: cannot read the matrices: {e}",
+            folder.display()
+        ))
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut named = std::collections::HashSet::new();
+    for path in paths {
+        named.extend(Matrix::load(&path)?.cells.into_iter().map(|c| c.hash));
+    }
+    Ok(named)
 }
 
 fn counts_line<'a>(matrix: &Matrix, states: impl Iterator<Item = &'a RunState>) -> String {

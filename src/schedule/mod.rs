@@ -1,5 +1,6 @@
 //! Scheduling: which cells are done, pending, stale or failed, and running the pending ones.
 
+pub mod gc;
 pub mod local;
 pub mod plan;
 pub mod provenance;
