@@ -7,15 +7,6 @@ use agml::model::{BackboneConfig, BackboneKind, HeadKind};
 use agml::train::{RunConfig, TrainConfig, train_run};
 use burn::tensor::Device;
 
-const HEADS: [HeadKind; 6] = [
-    HeadKind::None,
-    HeadKind::MultiLinear,
-    HeadKind::Gate,
-    HeadKind::Channel,
-    HeadKind::Attentive,
-    HeadKind::AttentiveLinear,
-];
-
 fn config(head: HeadKind, loss: LossName) -> RunConfig {
     RunConfig {
         dataset: DatasetConfig::Synthetic(SyntheticConfig::default()),
@@ -54,7 +45,7 @@ fn resnet18_trains_one_epoch_with_every_head_and_loss() {
     let device = Device::default();
     let splits = SyntheticConfig::default().splits();
     let mut failures = Vec::new();
-    for head in HEADS {
+    for head in HeadKind::ALL {
         for loss in LossName::ALL {
             let outcome = train_run(&config(head, loss), None, &splits, &device, None);
             match outcome {

@@ -72,6 +72,24 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// A provenance for store tests.
+#[cfg(test)]
+pub(crate) fn test_provenance() -> Provenance {
+    Provenance {
+        agml_version: "0".into(),
+        git_commit: None,
+        git_dirty: None,
+        backend: "flex".into(),
+        device: "cpu".into(),
+        host: "h".into(),
+        threads: 1,
+        data_root: String::new(),
+        started: utc_now(),
+        finished: utc_now(),
+        wall_seconds: 0.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,22 +174,7 @@ impl RunWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn provenance() -> Provenance {
-        Provenance {
-            agml_version: "0".into(),
-            git_commit: None,
-            git_dirty: None,
-            backend: "flex".into(),
-            device: "cpu".into(),
-            host: "h".into(),
-            threads: 1,
-            data_root: "/d".into(),
-            started: utc_now(),
-            finished: utc_now(),
-            wall_seconds: 0.0,
-        }
-    }
+    use crate::store::manifest::test_provenance;
 
     #[test]
     fn a_run_is_done_only_after_its_manifest() {
@@ -200,7 +185,7 @@ mod tests {
         let mut writer = store.begin(&hash).unwrap();
         writer.write("metrics.json", b"{}").unwrap();
         assert_eq!(store.state(&hash, 1), RunState::Pending);
-        let manifest = writer.finish(1, provenance()).unwrap();
+        let manifest = writer.finish(1, test_provenance()).unwrap();
         assert_eq!(manifest.artifacts["metrics.json"], hex_sha256(b"{}"));
         assert_eq!(store.state(&hash, 1).label(), "done");
         assert_eq!(store.state(&hash, 2).label(), "stale");
@@ -216,7 +201,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RunStore::new(dir.path());
         let (a, b) = ("a".repeat(64), "b".repeat(64));
-        store.begin(&a).unwrap().finish(1, provenance()).unwrap();
+        store
+            .begin(&a)
+            .unwrap()
+            .finish(1, test_provenance())
+            .unwrap();
         fs::create_dir_all(store.run_dir(&b)).unwrap();
         fs::copy(
             store.run_dir(&a).join(MANIFEST),

@@ -90,23 +90,7 @@ pub fn verify_store(store: &RunStore) -> anyhow::Result<(usize, usize, Vec<Misma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::manifest::{Provenance, utc_now};
-
-    fn provenance() -> Provenance {
-        Provenance {
-            agml_version: "0".into(),
-            git_commit: None,
-            git_dirty: None,
-            backend: "flex".into(),
-            device: "cpu".into(),
-            host: "h".into(),
-            threads: 1,
-            data_root: String::new(),
-            started: utc_now(),
-            finished: utc_now(),
-            wall_seconds: 0.0,
-        }
-    }
+    use crate::store::manifest::test_provenance;
 
     #[test]
     fn names_changed_and_missing_artifacts() {
@@ -117,7 +101,7 @@ mod tests {
             let mut writer = store.begin(hash).unwrap();
             writer.write("metrics.json", b"{\"x\": 1}").unwrap();
             writer.write("history.csv", b"epoch\n1\n").unwrap();
-            writer.finish(1, provenance()).unwrap();
+            writer.finish(1, test_provenance()).unwrap();
         }
         assert_eq!(verify_store(&store).unwrap(), (2, 4, vec![]));
         fs::write(store.run_dir(&a).join("metrics.json"), b"{\"x\": 2}").unwrap();

@@ -41,6 +41,16 @@ pub enum HeadKind {
 }
 
 impl HeadKind {
+    /// Every head, in the order tables list them.
+    pub const ALL: [HeadKind; 6] = [
+        HeadKind::None,
+        HeadKind::MultiLinear,
+        HeadKind::Gate,
+        HeadKind::Channel,
+        HeadKind::Attentive,
+        HeadKind::AttentiveLinear,
+    ];
+
     /// False for heads that always produce one group.
     pub fn has_groups(self) -> bool {
         !matches!(self, HeadKind::None)

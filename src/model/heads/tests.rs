@@ -39,14 +39,7 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
 }
 
-const KINDS: [HeadKind; 6] = [
-    HeadKind::None,
-    HeadKind::MultiLinear,
-    HeadKind::Gate,
-    HeadKind::Channel,
-    HeadKind::Attentive,
-    HeadKind::AttentiveLinear,
-];
+const KINDS: [HeadKind; 6] = HeadKind::ALL;
 
 #[test]
 fn every_head_gives_unit_norm_groups_of_the_right_shape() {
