@@ -362,3 +362,102 @@ fn a_failing_cell_is_recorded_retried_and_does_not_stop_the_others() {
         assert!(dir.join("failure.json").is_file() && !dir.join("manifest.json").exists());
     }
 }
+
+/// History without its wall-time column.
+fn history_without_seconds(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            fields.remove(4);
+            fields.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_run_killed_at_any_point_resumes_to_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let matrix = tmp.path().join("resume.toml");
+    std::fs::write(
+        &matrix,
+        "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\nhead = [\"attentive\"]\n\
+         loss = [\"margin\"]\ngroups = [2]\nseed = [0]\n[defaults]\nepochs = 6\nbatch_size = 8\n\
+         samples_per_class = 2\nembedding_size = 16\n[datasets.synthetic]\nclasses = 8\n\
+         images_per_class = 24\nsize = 28\n",
+    )
+    .unwrap();
+    let m = matrix.to_str().unwrap();
+    let reference = tmp.path().join("reference");
+    assert!(
+        agml(&["run", m, "--results", reference.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&agml(&["plan", m, "--json"]).stdout).unwrap();
+    let hash = plan[0]["hash"].as_str().unwrap().to_string();
+
+    let store = tmp.path().join("killed");
+    let current = store
+        .join("runs")
+        .join(&hash)
+        .join("state")
+        .join("current.json");
+    // Kill before any epoch completes, then after epoch 2, then after epoch 4; then finish.
+    for kill_after in [0usize, 2, 4] {
+        let mut child = Command::new(AGML)
+            .args(["run", m, "--results", store.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let done = std::fs::read_to_string(&current)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["epochs_done"].as_u64())
+                .unwrap_or(0) as usize;
+            if done >= kill_after || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        let manifest = store.join("runs").join(&hash).join("manifest.json");
+        assert!(
+            !manifest.exists(),
+            "the run finished before the kill after {kill_after} epochs"
+        );
+    }
+    let resumed = agml(&["run", m, "--results", store.to_str().unwrap()]);
+    assert!(resumed.status.success());
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming after epoch"));
+    let (a, b) = (
+        reference.join("runs").join(&hash),
+        store.join("runs").join(&hash),
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.join("metrics.json")).unwrap(),
+        std::fs::read_to_string(b.join("metrics.json")).unwrap()
+    );
+    assert_eq!(
+        history_without_seconds(&a.join("history.csv")),
+        history_without_seconds(&b.join("history.csv"))
+    );
+    // The selected weights are the same: their test embeddings agree to the bit. (The
+    // checkpoint files themselves differ: burnpack stores each parameter's random id.)
+    assert!(
+        std::fs::read(a.join("test-embeddings.npy")).unwrap()
+            == std::fs::read(b.join("test-embeddings.npy")).unwrap(),
+        "test embeddings differ after resuming"
+    );
+    assert!(
+        !b.join("state").exists(),
+        "the resume state outlived the finished run"
+    );
+}

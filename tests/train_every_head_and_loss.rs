@@ -47,7 +47,7 @@ fn resnet18_trains_one_epoch_with_every_head_and_loss() {
     let mut failures = Vec::new();
     for head in HeadKind::ALL {
         for loss in LossName::ALL {
-            let outcome = train_run(&config(head, loss), None, &splits, &device, None);
+            let outcome = train_run(&config(head, loss), None, &splits, &device, None, None);
             match outcome {
                 Ok(outcome) => {
                     let record = outcome.selected();

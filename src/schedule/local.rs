@@ -172,12 +172,15 @@ fn run_cell(
         .write("cell.toml", cell_toml.as_bytes())
         .map_err(|e| format!("{e:#}"))?;
 
+    // Per-epoch training state: a killed run resumes from it; removed once the run is done.
+    let state_dir = writer.dir().join("state");
     let trained = catch_unwind(AssertUnwindSafe(|| {
         train_run(
             &cell.config,
             cell.weights.as_deref(),
             splits,
             device,
+            Some(&state_dir),
             Some(batches),
         )
     }));
@@ -214,6 +217,9 @@ fn run_cell(
             clock.elapsed().as_secs_f64(),
         );
         writer.finish(SEMANTICS, provenance)?;
+        if let Err(e) = std::fs::remove_dir_all(&state_dir) {
+            tracing::warn!("could not remove {}: {e}", state_dir.display());
+        }
         Ok(())
     })();
     stored

@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod config;
 pub mod device;
 pub mod optim;
+pub mod resume;
 pub mod run;
 
 pub use config::{RunConfig, TrainConfig};

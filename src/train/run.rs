@@ -11,10 +11,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
 use super::optim::{ModelGroups, model_learning_rates, model_optimizer};
+use super::resume;
 use crate::data::{ClassBalancedSampler, ImageSet, Splits};
 use crate::eval::{Metrics, clustering_metrics, retrieval_metrics};
 use crate::loss::{LossShape, MetricLoss, diversity_loss};
@@ -27,7 +28,7 @@ const LOSS_INIT_STREAM: u64 = 0x1055_0000_0000_0001;
 const EMBED_BATCH: usize = 500;
 
 /// One epoch of the history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
@@ -61,11 +62,14 @@ impl RunOutcome {
 }
 
 /// Trains `config` on `splits` on `device` (a plain device; gradients are enabled here).
+/// With `state_dir`, the state after every epoch is kept there and a later call resumes from
+/// the last complete epoch.
 pub fn train_run(
     config: &RunConfig,
     weights: Option<&Path>,
     splits: &Splits,
     device: &Device,
+    state_dir: Option<&Path>,
     progress: Option<&ProgressBar>,
 ) -> anyhow::Result<RunOutcome> {
     let train_device = device.clone().autodiff();
@@ -96,9 +100,36 @@ pub fn train_run(
     let mut criterion = MetricLoss::new(&config.loss, shape, &mut loss_init);
     let loss_lr = config.loss.parameter_lr().unwrap_or(0.0);
 
+    let loss_optim = AdamConfig::new().init();
+    let build_optimizer =
+        |model: &Embedder| model_optimizer(&config.train, &ModelGroups::of(model));
+    let resumed = match state_dir {
+        Some(dir) => resume::load(
+            dir,
+            model.clone(),
+            criterion.clone(),
+            build_optimizer,
+            loss_optim.clone(),
+        )?,
+        None => None,
+    };
+    let (mut model_optim, mut loss_optim, mut history, mut best, first_epoch) = match resumed {
+        Some(state) => {
+            tracing::info!("resuming after epoch {}", state.epochs_done);
+            model = state.model;
+            criterion = state.criterion;
+            (
+                state.model_optimizer,
+                state.loss_optimizer,
+                state.history,
+                state.best,
+                state.epochs_done,
+            )
+        }
+        None => (build_optimizer(&model), loss_optim, Vec::new(), None, 0),
+    };
+    // Parameter ids survive a resume, so the groups are the same either way.
     let groups_of_model = ModelGroups::of(&model);
-    let mut model_optim = model_optimizer(&config.train, &groups_of_model);
-    let mut loss_optim = AdamConfig::new().init();
 
     let train = &config.train;
     let sampler = ClassBalancedSampler::new(
@@ -111,10 +142,8 @@ pub fn train_run(
         splits.train.height,
         splits.train.width,
     ];
-    let mut history: Vec<EpochRecord> = Vec::with_capacity(train.epochs);
-    let mut best: Option<Best> = None;
 
-    for epoch in 0..train.epochs {
+    for epoch in first_epoch..train.epochs {
         let started = Instant::now();
         let batches = sampler.epoch(config.seed, epoch);
         // Mining draws are seeded per epoch too, so an epoch replays identically.
@@ -193,6 +222,18 @@ pub fn train_run(
             });
         }
         history.push(record);
+        if let Some(dir) = state_dir {
+            let state = resume::TrainState {
+                model: model.clone(),
+                model_optimizer: model_optim.clone(),
+                criterion: criterion.clone(),
+                loss_optimizer: loss_optim.clone(),
+                epochs_done: epoch + 1,
+                history: history.clone(),
+                best: best.clone(),
+            };
+            resume::save(dir, &state)?;
+        }
     }
     let best = best.expect("at least one epoch");
     // Clustering metrics once, on the selected epoch's test embeddings (k-means is the
@@ -215,12 +256,14 @@ pub fn train_run(
 }
 
 /// The selected epoch so far.
-struct Best {
-    score: f64,
-    epoch: usize,
-    checkpoint: Vec<u8>,
-    test_embeddings: Vec<f32>,
-    embedding_dim: usize,
+#[derive(Debug, Clone)]
+pub struct Best {
+    pub score: f64,
+    pub epoch: usize,
+    /// Burnpack bytes of the embedder at that epoch.
+    pub checkpoint: Vec<u8>,
+    pub test_embeddings: Vec<f32>,
+    pub embedding_dim: usize,
 }
 
 fn batch_tensor(

@@ -1,0 +1,140 @@
+//! Per-epoch training state, so that a run killed at any point resumes from its last complete
+//! epoch and, on the flex backend, finishes with the same numbers as an uninterrupted run.
+//!
+//! After epoch e the state goes to `<dir>/epoch-<e>/` (model, optimisers, loss parameters,
+//! the selected checkpoint so far, history); `<dir>/current.json`, written atomically last,
+//! names the complete one, and older epochs are then removed. Everything else a run draws
+//! (batches, mining) is seeded per epoch, so nothing more is needed to replay.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::run::{Best, EpochRecord};
+use crate::loss::MetricLoss;
+use crate::model::Embedder;
+use crate::store::write_atomic;
+
+/// What `current.json` and each epoch's `progress.json` hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Progress {
+    /// Epochs completed (1-based count).
+    epochs_done: usize,
+    history: Vec<EpochRecord>,
+    /// Selected epoch so far, its score and its test embeddings' width.
+    best: Option<(usize, f64, usize)>,
+}
+
+/// The training state after a completed epoch.
+pub struct TrainState {
+    pub model: Embedder,
+    pub model_optimizer: ModuleOptimizer,
+    pub criterion: MetricLoss,
+    pub loss_optimizer: ModuleOptimizer,
+    pub epochs_done: usize,
+    pub history: Vec<EpochRecord>,
+    /// The selected epoch so far.
+    pub best: Option<Best>,
+}
+
+fn epoch_dir(dir: &Path, epochs_done: usize) -> PathBuf {
+    dir.join(format!("epoch-{epochs_done}"))
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Saves `state` under `dir` and points `current.json` at it.
+pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
+    let target = epoch_dir(dir, state.epochs_done);
+    fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+    let write = |name: &str, bytes: &[u8]| write_atomic(&target.join(name), bytes);
+    write(
+        "model.bpk",
+        &state.model.clone().into_record().into_bytes()?,
+    )?;
+    write("model-optimizer.bpk", &state.model_optimizer.into_bytes()?)?;
+    write(
+        "loss.bpk",
+        &state.criterion.clone().into_record().into_bytes()?,
+    )?;
+    write("loss-optimizer.bpk", &state.loss_optimizer.into_bytes()?)?;
+    if let Some(best) = &state.best {
+        write("best.bpk", &best.checkpoint)?;
+        write("best-embeddings.f32", &f32_bytes(&best.test_embeddings))?;
+    }
+    let progress = Progress {
+        epochs_done: state.epochs_done,
+        history: state.history.clone(),
+        best: state
+            .best
+            .as_ref()
+            .map(|b| (b.epoch, b.score, b.embedding_dim)),
+    };
+    let text = serde_json::to_string(&progress)?;
+    write("progress.json", text.as_bytes())?;
+    // The pointer last: before it moves, the previous epoch stays the one to resume from.
+    write_atomic(&dir.join("current.json"), text.as_bytes())?;
+    for entry in fs::read_dir(dir)?.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() && path != target {
+            fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the last complete state under `dir` into freshly built `fresh` parts, or `None` when
+/// there is none. Parameter ids come back with the weights, so optimiser state reattaches.
+pub fn load(
+    dir: &Path,
+    model: Embedder,
+    criterion: MetricLoss,
+    build_model_optimizer: impl FnOnce(&Embedder) -> ModuleOptimizer,
+    loss_optimizer: ModuleOptimizer,
+) -> anyhow::Result<Option<TrainState>> {
+    let Ok(text) = fs::read_to_string(dir.join("current.json")) else {
+        return Ok(None);
+    };
+    let progress: Progress = serde_json::from_str(&text).context("reading the resume state")?;
+    let source = epoch_dir(dir, progress.epochs_done);
+    let read = |name: &str| -> anyhow::Result<Bytes> {
+        let path = source.join(name);
+        Ok(Bytes::from_bytes_vec(
+            fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        ))
+    };
+    let model = model.try_load_record(ModuleRecord::from_bytes(read("model.bpk")?)?)?;
+    let model_optimizer = build_model_optimizer(&model).from_bytes(read("model-optimizer.bpk")?)?;
+    let criterion = criterion.try_load_record(ModuleRecord::from_bytes(read("loss.bpk")?)?)?;
+    let loss_optimizer = loss_optimizer.from_bytes(read("loss-optimizer.bpk")?)?;
+    let best = match progress.best {
+        Some((epoch, score, embedding_dim)) => Some(Best {
+            score,
+            epoch,
+            checkpoint: read("best.bpk")?.to_vec(),
+            test_embeddings: read("best-embeddings.f32")?
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            embedding_dim,
+        }),
+        None => None,
+    };
+    Ok(Some(TrainState {
+        model,
+        model_optimizer,
+        criterion,
+        loss_optimizer,
+        epochs_done: progress.epochs_done,
+        history: progress.history,
+        best,
+    }))
+}
