@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::images::{Splits, hold_out, select_classes};
+use super::images::{Splits, Validation, select_classes, split_validation};
 use crate::error::BadInput;
 
 /// Where Debian's package puts the files.
@@ -38,6 +38,9 @@ pub struct FashionMnistConfig {
     pub val_fraction: f64,
     /// Seed of the subset and hold-out shuffles (the same for every run seed).
     pub split_seed: u64,
+    /// Held-out images of every training class, or held-out training classes.
+    #[serde(default, skip_serializing_if = "Validation::is_images")]
+    pub validation: Validation,
 }
 
 impl Default for FashionMnistConfig {
@@ -49,6 +52,7 @@ impl Default for FashionMnistConfig {
             test_per_class: 0,
             val_fraction: 0.1,
             split_seed: 0,
+            validation: Validation::Images,
         }
     }
 }
@@ -104,7 +108,12 @@ pub fn load_splits(config: &FashionMnistConfig, root: &Path) -> anyhow::Result<S
         config.test_per_class,
         config.split_seed,
     );
-    let (train, val) = hold_out(&train_all, config.val_fraction, config.split_seed);
+    let (train, val) = split_validation(
+        &train_all,
+        config.validation,
+        config.val_fraction,
+        config.split_seed,
+    );
     Ok(Splits { train, val, test })
 }
 

@@ -108,6 +108,68 @@ pub fn select_classes(
     }
 }
 
+/// How the validation split is carved from the training classes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validation {
+    /// A fraction of each training class's images (every class in both splits).
+    #[default]
+    Images,
+    /// A fraction of the training classes, with all their images (class-disjoint, as in
+    /// "A Metric Learning Reality Check").
+    Classes,
+}
+
+impl Validation {
+    /// True for the default (which the cell hash leaves out, so older cells keep their hash).
+    pub fn is_images(&self) -> bool {
+        *self == Validation::Images
+    }
+
+    /// Training classes left for batches out of `classes` when holding out `fraction`.
+    pub fn train_classes(self, classes: usize, fraction: f64) -> usize {
+        match self {
+            Validation::Images => classes,
+            Validation::Classes => classes - held_classes(classes, fraction),
+        }
+    }
+}
+
+/// Classes held out for validation: a rounded fraction, at least one, leaving at least one.
+fn held_classes(classes: usize, fraction: f64) -> usize {
+    ((classes as f64 * fraction).round() as usize).clamp(1, classes.saturating_sub(1).max(1))
+}
+
+/// Splits `set` into (train, validation) as `validation` says.
+pub fn split_validation(
+    set: &ImageSet,
+    validation: Validation,
+    fraction: f64,
+    seed: u64,
+) -> (ImageSet, ImageSet) {
+    match validation {
+        Validation::Images => hold_out(set, fraction, seed),
+        Validation::Classes => hold_out_classes(set, fraction, seed),
+    }
+}
+
+/// Splits `set` into (train, validation) classes: a seeded choice of classes, all their images.
+pub fn hold_out_classes(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
+    let mut ids = set.class_ids.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    ids.shuffle(&mut rng);
+    let held = held_classes(ids.len(), fraction);
+    let (mut val_ids, mut train_ids) = (ids[..held].to_vec(), ids[held..].to_vec());
+    val_ids.sort_unstable();
+    train_ids.sort_unstable();
+    let raw_labels: Vec<u32> = set.labels.iter().map(|&l| set.class_ids[l]).collect();
+    let shape = (set.channels, set.height, set.width);
+    (
+        select_classes(&set.pixels, &raw_labels, shape, &train_ids, 0, seed),
+        select_classes(&set.pixels, &raw_labels, shape, &val_ids, 0, seed),
+    )
+}
+
 /// Splits `set` into (train, validation) by holding out `fraction` of each class's images,
 /// chosen by a shuffle seeded with `seed`. Both keep all classes.
 pub fn hold_out(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
@@ -170,6 +232,23 @@ mod tests {
         assert_eq!(a.len(), 4);
         assert_eq!(a.pixels, b.pixels);
         assert!(a.pixels[..2].iter().all(|&v| (v as u32).is_multiple_of(3)));
+    }
+
+    #[test]
+    fn class_hold_out_is_class_disjoint() {
+        let (pixels, labels) = toy();
+        let set = select_classes(&pixels, &labels, (1, 1, 1), &[0, 1, 2], 0, 0);
+        let (train, val) = split_validation(&set, Validation::Classes, 0.34, 5);
+        assert_eq!(val.class_count(), 1);
+        assert_eq!(train.class_count(), 2);
+        assert_eq!(train.len() + val.len(), 12);
+        assert!(train.class_ids.iter().all(|c| !val.class_ids.contains(c)));
+        // Every held-out image keeps its class: its pixel value is a multiple of 3 plus the class.
+        for (&p, &l) in val.pixels.iter().zip(&val.labels) {
+            assert_eq!(p as u32 % 3, val.class_ids[l]);
+        }
+        assert_eq!(Validation::Classes.train_classes(3, 0.34), 2);
+        assert_eq!(Validation::Images.train_classes(3, 0.34), 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use fashion_mnist::{FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
-pub use images::{ImageSet, Splits};
+pub use images::{ImageSet, Splits, Validation};
 pub use sampler::ClassBalancedSampler;
 pub use synthetic::SyntheticConfig;
 
@@ -46,7 +46,9 @@ impl DatasetConfig {
     /// Number of training classes (the classes a batch can draw from).
     pub fn train_class_count(&self) -> usize {
         match self {
-            DatasetConfig::FashionMnist(c) => c.train_classes.len(),
+            DatasetConfig::FashionMnist(c) => c
+                .validation
+                .train_classes(c.train_classes.len(), c.val_fraction),
             DatasetConfig::Synthetic(c) => c.train_class_count(),
         }
     }

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::images::{Splits, hold_out, select_classes};
+use super::images::{Splits, Validation, select_classes, split_validation};
 
 /// The synthetic dataset's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub struct SyntheticConfig {
     pub noise: f64,
     pub val_fraction: f64,
     pub seed: u64,
+    /// Held-out images of every training class, or held-out training classes.
+    #[serde(skip_serializing_if = "Validation::is_images")]
+    pub validation: Validation,
 }
 
 impl Default for SyntheticConfig {
@@ -34,14 +37,21 @@ impl Default for SyntheticConfig {
             noise: 0.3,
             val_fraction: 0.25,
             seed: 0,
+            validation: Validation::Images,
         }
     }
 }
 
 impl SyntheticConfig {
+    /// Classes on the training side (before any class-disjoint validation split).
+    fn training_side(&self) -> usize {
+        self.classes / 2
+    }
+
     /// Classes available to training batches.
     pub fn train_class_count(&self) -> usize {
-        self.classes / 2
+        self.validation
+            .train_classes(self.training_side(), self.val_fraction)
     }
 
     /// Generates the images and splits them.
@@ -86,13 +96,14 @@ impl SyntheticConfig {
                 labels.push(class as u32);
             }
         }
-        let half = self.train_class_count() as u32;
+        let half = self.training_side() as u32;
         let train_ids: Vec<u32> = (0..half).collect();
         let test_ids: Vec<u32> = (half..self.classes as u32).collect();
         let shape = (c, s, s);
         let train_all = select_classes(&pixels, &labels, shape, &train_ids, 0, self.seed);
         let test = select_classes(&pixels, &labels, shape, &test_ids, 0, self.seed);
-        let (train, val) = hold_out(&train_all, self.val_fraction, self.seed);
+        let (train, val) =
+            split_validation(&train_all, self.validation, self.val_fraction, self.seed);
         Splits { train, val, test }
     }
 }

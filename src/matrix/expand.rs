@@ -242,6 +242,9 @@ fn resolve_dataset(
                 split_seed: table
                     .and_then(|t| t.split_seed)
                     .unwrap_or(default.split_seed),
+                validation: table
+                    .and_then(|t| t.validation)
+                    .unwrap_or(default.validation),
             };
             let root = table.and_then(|t| t.root.as_ref()).map_or_else(
                 || PathBuf::from(FASHION_MNIST_DEFAULT_ROOT),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use toml::Spanned;
 
-use crate::data::{DatasetName, SyntheticConfig};
+use crate::data::{DatasetName, SyntheticConfig, Validation};
 use crate::loss::{
     BinomialDevianceConfig, ContrastiveConfig, LossConfig, LossName, MarginConfig,
     MultiSimilarityConfig, NormalizedSoftmaxConfig, ProxyAnchorConfig, TripletConfig,
@@ -174,6 +174,8 @@ pub struct FashionMnistTable {
     pub test_per_class: Option<usize>,
     pub val_fraction: Option<Spanned<f64>>,
     pub split_seed: Option<u64>,
+    /// `images` (default) or `classes` (class-disjoint validation).
+    pub validation: Option<Validation>,
     /// Settings for this dataset's cells, over `[defaults]`.
     #[serde(default)]
     pub train: Settings,

@@ -105,6 +105,29 @@ fn hash_changes_with_every_effective_value() {
 }
 
 #[test]
+fn class_disjoint_validation_is_a_new_cell_and_images_is_the_old_one() {
+    let base = parse(BASE).unwrap();
+    let images = parse(&format!(
+        "{BASE}\n[datasets.fashion-mnist]\nvalidation = \"images\"\n"
+    ))
+    .unwrap();
+    assert_eq!(base.cells[0].hash, images.cells[0].hash);
+    let classes = format!(
+        "{BASE}\n[defaults]\nbatch_size = 32\nsamples_per_class = 8\n[datasets.fashion-mnist]\nvalidation = \"classes\"\n"
+    );
+    let classes = parse(&classes).unwrap();
+    assert!(base.cells.iter().all(|c| c.hash != classes.cells[0].hash));
+    // One of the five training classes goes to validation: a batch of 5 classes no longer fits.
+    let message = error(&format!(
+        "{BASE}\n[defaults]\nbatch_size = 80\n[datasets.fashion-mnist]\nvalidation = \"classes\"\n"
+    ));
+    assert!(
+        message.contains("needs 5 classes, but the training split has 4"),
+        "{message}"
+    );
+}
+
+#[test]
 fn data_root_is_not_part_of_the_hash() {
     let a = parse(BASE).unwrap();
     let b = parse(&format!(
