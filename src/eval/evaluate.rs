@@ -74,11 +74,9 @@ pub fn evaluate_files(
             raw_labels.len()
         )));
     }
+    let labels = dense(&[&raw_labels]).remove(0);
     let mut metrics = match gallery {
-        None => {
-            let labels = dense(&[&raw_labels]).remove(0);
-            retrieval_metrics(&values, dim, &labels, ks)
-        }
+        None => retrieval_metrics(&values, dim, &labels, ks),
         Some((gallery_path, gallery_labels_path)) => {
             let (gallery_values, gallery_dim) = read_embeddings(gallery_path)?;
             let raw_gallery_labels = read_labels(gallery_labels_path)?;
@@ -102,7 +100,6 @@ pub fn evaluate_files(
             )
         }
     };
-    let labels = dense(&[&raw_labels]).remove(0);
     metrics.extend(clustering_metrics(&values, dim, &labels, CLUSTER_SEED));
     Ok(metrics)
 }

@@ -10,8 +10,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::softplus;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::mask;
-use crate::model::layers::l2_normalize;
+use super::pairs::{cosines, mask};
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,8 +53,7 @@ impl BinomialDeviance {
     pub fn forward(&self, embedding: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         let n = labels.len();
         let device = embedding.device();
-        let embedding = l2_normalize(embedding);
-        let similarity = embedding.clone().matmul(embedding.transpose());
+        let similarity = cosines(embedding.clone(), embedding);
         let positive = |i: usize, j: usize| i != j && labels[i] == labels[j];
         let negative = |i: usize, j: usize| labels[i] != labels[j];
         let pos_count = (0..n * n).filter(|&k| positive(k / n, k % n)).count();

@@ -9,8 +9,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{host_values, logsumexp_add_one, mask};
-use crate::model::layers::l2_normalize;
+use super::pairs::{cosines, host_values, logsumexp_add_one, mask};
 
 /// Hyper-parameters (the paper's and pytorch-metric-learning's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,8 +60,7 @@ impl MultiSimilarity {
     pub fn forward(&self, embedding: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         let n = labels.len();
         let device = embedding.device();
-        let embedding = l2_normalize(embedding);
-        let similarity = embedding.clone().matmul(embedding.transpose()); // [n, n]
+        let similarity = cosines(embedding.clone(), embedding); // [n, n]
         let s = host_values(&similarity);
         let positive = |i: usize, j: usize| i != j && labels[i] == labels[j];
         let negative = |i: usize, j: usize| labels[i] != labels[j];

@@ -8,8 +8,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{group_rows, mask};
-use crate::model::layers::{ParamInit, l2_normalize};
+use super::pairs::{cosines, group_rows, mask};
+use crate::model::layers::ParamInit;
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,8 +60,7 @@ impl NormalizedSoftmax {
     pub fn forward(&self, embedding: Tensor<2>, weights: Tensor<2>, labels: &[usize]) -> Tensor<1> {
         let device = embedding.device();
         let [classes, _] = weights.dims();
-        let logits =
-            l2_normalize(embedding).matmul(l2_normalize(weights).transpose()) / self.temperature;
+        let logits = cosines(embedding, weights) / self.temperature;
         let target = mask(labels.len(), classes, &device, |i, c| labels[i] == c).float();
         let log_probability = (log_softmax(logits, 1) * target).sum_dim(1); // [n, 1]
         -log_probability.mean().reshape([1])

@@ -3,6 +3,8 @@
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
+use crate::model::layers::l2_normalize;
+
 /// `[rows, cols]` mask from a predicate on (row, col).
 pub fn mask(
     rows: usize,
@@ -56,6 +58,12 @@ pub fn group_rows(per_group: &Tensor<3>, group: usize) -> Tensor<2> {
         .clone()
         .narrow(0, group, 1)
         .reshape([classes, size])
+}
+
+/// Cosine similarities `[n, m]` of the rows of `a` `[n, d]` and `b` `[m, d]` (both
+/// L2-normalised here).
+pub fn cosines(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    l2_normalize(a).matmul(l2_normalize(b).transpose())
 }
 
 /// log(1 + sum over kept entries of exp(x)) along `dim` (1: per row, 0: per column); 0 where

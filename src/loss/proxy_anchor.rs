@@ -9,8 +9,8 @@ use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{group_rows, logsumexp_add_one, mask};
-use crate::model::layers::{ParamInit, l2_normalize};
+use super::pairs::{cosines, group_rows, logsumexp_add_one, mask};
+use crate::model::layers::ParamInit;
 
 /// Hyper-parameters (the paper's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl ProxyAnchor {
         let device = embedding.device();
         let [classes, _] = proxies.dims();
         let n = labels.len();
-        let cosine = l2_normalize(embedding).matmul(l2_normalize(proxies).transpose()); // [n, classes]
+        let cosine = cosines(embedding, proxies); // [n, classes]
         let pos_mask = mask(n, classes, &device, |i, c| labels[i] == c);
         let neg_mask = mask(n, classes, &device, |i, c| labels[i] != c);
         let present = (0..classes).filter(|&c| labels.contains(&c)).count();
