@@ -13,7 +13,7 @@ VENV     := .venv
 REFPY    := $(VENV)/bin/python
 BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
 
-.PHONY: all build data reproduce report smoke test lint clean-smoke reference-env fixtures loss-fixtures
+.PHONY: all build data reproduce report smoke test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
 all: build
 
@@ -67,6 +67,23 @@ $(BACKBONE_FIXTURES): tests/fixtures/make_backbone_fixtures.py | $(REFPY)
 # The committed loss fixtures (run after changing the script or upgrading the reference).
 loss-fixtures: | $(REFPY)
 	$(REFPY) tests/fixtures/make_loss_fixtures.py
+
+# The committed miniature CUB / Cars / SOP / In-Shop trees (run after changing the script).
+dataset-fixtures: | $(REFPY)
+	$(VENV)/bin/pip install -q scipy pillow
+	$(REFPY) tests/fixtures/make_dataset_fixtures.py
+
+# Benchmarks against the references measured in the same run; writes bench/latest.json.
+bench: build bench-env
+	$(CARGO) build --release --bin bench --bin train_step_bench
+	target/release/bench --python $(REFPY) --out bench/latest.json
+
+# faiss-cpu for the AccuracyCalculator reference of the evaluation benchmark.
+bench-env: $(VENV)/.bench-env
+
+$(VENV)/.bench-env: | $(REFPY)
+	$(VENV)/bin/pip install -q faiss-cpu==1.15.1
+	touch $@
 
 lint:
 	$(CARGO) fmt --check

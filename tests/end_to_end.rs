@@ -6,21 +6,12 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
-const AGML: &str = env!("CARGO_BIN_EXE_agml");
+mod common;
+
+use common::{AGML, agml};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn agml(args: &[&str]) -> Output {
-    let output = Command::new(AGML).args(args).output().expect("agml runs");
-    eprintln!(
-        "agml {}\n--- stdout\n{}--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn stdout(output: &Output) -> String {

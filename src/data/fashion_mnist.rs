@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::images::{Splits, Validation, select_classes, split_validation};
+use super::images::{ClassFold, Splits, Validation, select_classes, split_validation};
 use crate::error::BadInput;
 
 /// Where Debian's package puts the files.
@@ -41,6 +41,9 @@ pub struct FashionMnistConfig {
     /// Held-out images of every training class, or held-out training classes.
     #[serde(default, skip_serializing_if = "Validation::is_images")]
     pub validation: Validation,
+    /// With class-disjoint validation: the fold of a k-fold split instead of a fraction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<ClassFold>,
 }
 
 impl Default for FashionMnistConfig {
@@ -53,6 +56,7 @@ impl Default for FashionMnistConfig {
             val_fraction: 0.1,
             split_seed: 0,
             validation: Validation::Images,
+            fold: None,
         }
     }
 }
@@ -112,9 +116,15 @@ pub fn load_splits(config: &FashionMnistConfig, root: &Path) -> anyhow::Result<S
         &train_all,
         config.validation,
         config.val_fraction,
+        config.fold,
         config.split_seed,
     );
-    Ok(Splits { train, val, test })
+    Ok(Splits {
+        train,
+        val,
+        test,
+        gallery: None,
+    })
 }
 
 fn read_gz(path: &Path) -> anyhow::Result<Vec<u8>> {

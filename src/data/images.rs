@@ -1,13 +1,34 @@
-//! In-memory image sets and the class-disjoint splits of a run.
+//! Image sets (decoded in memory, or files decoded per batch) and the class-disjoint splits of
+//! a run.
+
+use std::path::PathBuf;
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
-/// Images as normalised f32 pixels, `[n, channels, height, width]` row-major, with labels.
+use super::pipeline::{Transform, View};
+use crate::error::BadInput;
+
+/// Where a set's pixels come from.
+#[derive(Debug, Clone)]
+pub enum Images {
+    /// Normalised f32 pixels, `[n, channels, height, width]` row-major (Fashion-MNIST,
+    /// synthetic).
+    Decoded(Vec<f32>),
+    /// Image files, decoded and transformed when a batch is drawn (the photo datasets).
+    Files {
+        paths: Vec<PathBuf>,
+        transform: Transform,
+    },
+}
+
+/// Images with their labels. For file sets, `height` and `width` are the test view's side; a
+/// training batch has the transform's crop side.
 #[derive(Debug, Clone)]
 pub struct ImageSet {
-    pub pixels: Vec<f32>,
+    pub images: Images,
     /// Dense class index per image (0..class_count within this set).
     pub labels: Vec<usize>,
     /// The dataset's own class id of each dense index.
@@ -38,14 +59,47 @@ impl ImageSet {
         self.class_ids.len()
     }
 
-    /// Pixels of the images at `indices`, concatenated (a batch).
-    pub fn gather(&self, indices: &[usize]) -> Vec<f32> {
-        let len = self.image_len();
-        let mut out = Vec::with_capacity(indices.len() * len);
-        for &i in indices {
-            out.extend_from_slice(&self.pixels[i * len..(i + 1) * len]);
+    /// The pixels of a decoded set (tests; empty for a file set).
+    pub fn decoded(&self) -> &[f32] {
+        match &self.images {
+            Images::Decoded(pixels) => pixels,
+            Images::Files { .. } => &[],
         }
-        out
+    }
+
+    /// `[channels, height, width]` of the images of a batch seen as `view`.
+    pub fn batch_shape(&self, view: View) -> [usize; 3] {
+        match &self.images {
+            Images::Decoded(_) => [self.channels, self.height, self.width],
+            Images::Files { transform, .. } => {
+                let side = transform.side(view);
+                [self.channels, side, side]
+            }
+        }
+    }
+
+    /// Pixels of the images at `indices`, concatenated (a batch). Files are decoded in
+    /// parallel; in a training view the `k`-th image is augmented as position
+    /// `first_position + k` of the epoch. Decoded sets are the same in every view.
+    pub fn batch(&self, indices: &[usize], view: View) -> Result<Vec<f32>, BadInput> {
+        match &self.images {
+            Images::Decoded(pixels) => {
+                let len = self.image_len();
+                let mut out = Vec::with_capacity(indices.len() * len);
+                for &i in indices {
+                    out.extend_from_slice(&pixels[i * len..(i + 1) * len]);
+                }
+                Ok(out)
+            }
+            Images::Files { paths, transform } => {
+                let images: Vec<Vec<f32>> = indices
+                    .par_iter()
+                    .enumerate()
+                    .map(|(k, &i)| transform.load(&paths[i], view.nth(k)))
+                    .collect::<Result<_, _>>()?;
+                Ok(images.concat())
+            }
+        }
     }
 
     /// Image indices of each dense class.
@@ -58,13 +112,15 @@ impl ImageSet {
     }
 }
 
-/// The three sets of a run: train and validation share their (training) classes; test classes
-/// are disjoint from both.
+/// The sets of a run: train and validation come from the training classes; test classes are
+/// disjoint from both. With a gallery (In-Shop), `test` holds the queries and retrieval is
+/// query against gallery; otherwise every test image is a query against the others.
 #[derive(Debug, Clone)]
 pub struct Splits {
     pub train: ImageSet,
     pub val: ImageSet,
     pub test: ImageSet,
+    pub gallery: Option<ImageSet>,
 }
 
 /// Builds an [`ImageSet`] of the classes `class_ids` (in that order) from raw images.
@@ -99,7 +155,7 @@ pub fn select_classes(
         }
     }
     ImageSet {
-        pixels,
+        images: Images::Decoded(pixels),
         labels,
         class_ids: class_ids.to_vec(),
         channels,
@@ -126,12 +182,32 @@ impl Validation {
         *self == Validation::Images
     }
 
-    /// Training classes left for batches out of `classes` when holding out `fraction`.
-    pub fn train_classes(self, classes: usize, fraction: f64) -> usize {
-        match self {
-            Validation::Images => classes,
-            Validation::Classes => classes - held_classes(classes, fraction),
+    /// Training classes left for batches out of `classes` when holding out `fraction` (or
+    /// `fold`).
+    pub fn train_classes(self, classes: usize, fraction: f64, fold: Option<ClassFold>) -> usize {
+        match (self, fold) {
+            (Validation::Images, _) => classes,
+            (Validation::Classes, None) => classes - held_classes(classes, fraction),
+            (Validation::Classes, Some(fold)) => classes - fold.range(classes).len(),
         }
+    }
+}
+
+/// One fold of a k-fold class-disjoint split: the training classes are shuffled (seeded) and
+/// cut into `folds` parts of near-equal size; part `fold` (0-based) is the validation split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassFold {
+    pub folds: usize,
+    pub fold: usize,
+}
+
+impl ClassFold {
+    /// Classes of fold `fold` out of `classes`: the sizes differ by at most one.
+    fn range(self, classes: usize) -> std::ops::Range<usize> {
+        let start = self.fold * classes / self.folds;
+        let end = (self.fold + 1) * classes / self.folds;
+        start..end
     }
 }
 
@@ -141,16 +217,37 @@ fn held_classes(classes: usize, fraction: f64) -> usize {
 }
 
 /// Splits `set` into (train, validation) as `validation` says.
+/// With `fold`, class-disjoint validation is that fold of a k-fold split instead of a fraction.
 pub fn split_validation(
     set: &ImageSet,
     validation: Validation,
     fraction: f64,
+    fold: Option<ClassFold>,
     seed: u64,
 ) -> (ImageSet, ImageSet) {
-    match validation {
-        Validation::Images => hold_out(set, fraction, seed),
-        Validation::Classes => hold_out_classes(set, fraction, seed),
+    match (validation, fold) {
+        (Validation::Images, _) => hold_out(set, fraction, seed),
+        (Validation::Classes, None) => hold_out_classes(set, fraction, seed),
+        (Validation::Classes, Some(fold)) => hold_out_fold(set, fold, seed),
     }
+}
+
+/// Splits `set` into (train, validation) classes by fold `fold` of a seeded k-fold partition
+/// of its classes (every class is in the validation split of exactly one fold).
+pub fn hold_out_fold(set: &ImageSet, fold: ClassFold, seed: u64) -> (ImageSet, ImageSet) {
+    let mut ids = set.class_ids.clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    ids.shuffle(&mut rng);
+    let range = fold.range(ids.len());
+    let mut val_ids = ids[range.clone()].to_vec();
+    let mut train_ids: Vec<u32> = ids[..range.start]
+        .iter()
+        .chain(&ids[range.end..])
+        .copied()
+        .collect();
+    val_ids.sort_unstable();
+    train_ids.sort_unstable();
+    (restrict(set, &train_ids), restrict(set, &val_ids))
 }
 
 /// Splits `set` into (train, validation) classes: a seeded choice of classes, all their images.
@@ -162,12 +259,29 @@ pub fn hold_out_classes(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, 
     let (mut val_ids, mut train_ids) = (ids[..held].to_vec(), ids[held..].to_vec());
     val_ids.sort_unstable();
     train_ids.sort_unstable();
-    let raw_labels: Vec<u32> = set.labels.iter().map(|&l| set.class_ids[l]).collect();
-    let shape = (set.channels, set.height, set.width);
-    (
-        select_classes(&set.pixels, &raw_labels, shape, &train_ids, 0, seed),
-        select_classes(&set.pixels, &raw_labels, shape, &val_ids, 0, seed),
-    )
+    (restrict(set, &train_ids), restrict(set, &val_ids))
+}
+
+/// The images of `set` whose class is one of `class_ids`, relabelled densely in that order.
+pub fn restrict(set: &ImageSet, class_ids: &[u32]) -> ImageSet {
+    let mut indices = Vec::new();
+    let mut labels = Vec::new();
+    for (dense, class) in class_ids.iter().enumerate() {
+        let Some(old) = set.class_ids.iter().position(|c| c == class) else {
+            continue;
+        };
+        for (i, &label) in set.labels.iter().enumerate() {
+            if label == old {
+                indices.push(i);
+                labels.push(dense);
+            }
+        }
+    }
+    ImageSet {
+        labels,
+        class_ids: class_ids.to_vec(),
+        ..subset(set, &indices)
+    }
 }
 
 /// Splits `set` into (train, validation) by holding out `fraction` of each class's images,
@@ -190,9 +304,17 @@ pub fn hold_out(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet
     (subset(set, &train_idx), subset(set, &val_idx))
 }
 
-fn subset(set: &ImageSet, indices: &[usize]) -> ImageSet {
+/// The images at `indices` (same classes, same labels).
+pub fn subset(set: &ImageSet, indices: &[usize]) -> ImageSet {
+    let images = match &set.images {
+        Images::Decoded(_) => Images::Decoded(set.batch(indices, View::Test).expect("in memory")),
+        Images::Files { paths, transform } => Images::Files {
+            paths: indices.iter().map(|&i| paths[i].clone()).collect(),
+            transform: transform.clone(),
+        },
+    };
     ImageSet {
-        pixels: set.gather(indices),
+        images,
         labels: indices.iter().map(|&i| set.labels[i]).collect(),
         class_ids: set.class_ids.clone(),
         channels: set.channels,
@@ -219,7 +341,7 @@ mod tests {
         assert_eq!(set.len(), 8);
         assert_eq!(set.class_ids, vec![2, 0]);
         // Class 2 becomes dense 0: images 2, 5, 8, 11.
-        assert_eq!(&set.pixels[..4], &[2.0, 5.0, 8.0, 11.0]);
+        assert_eq!(&set.decoded()[..4], &[2.0, 5.0, 8.0, 11.0]);
         assert_eq!(&set.labels[..4], &[0, 0, 0, 0]);
         assert_eq!(&set.labels[4..], &[1, 1, 1, 1]);
     }
@@ -230,25 +352,53 @@ mod tests {
         let a = select_classes(&pixels, &labels, (1, 1, 1), &[0, 1], 2, 7);
         let b = select_classes(&pixels, &labels, (1, 1, 1), &[0, 1], 2, 7);
         assert_eq!(a.len(), 4);
-        assert_eq!(a.pixels, b.pixels);
-        assert!(a.pixels[..2].iter().all(|&v| (v as u32).is_multiple_of(3)));
+        assert_eq!(a.decoded(), b.decoded());
+        assert!(
+            a.decoded()[..2]
+                .iter()
+                .all(|&v| (v as u32).is_multiple_of(3))
+        );
     }
 
     #[test]
     fn class_hold_out_is_class_disjoint() {
         let (pixels, labels) = toy();
         let set = select_classes(&pixels, &labels, (1, 1, 1), &[0, 1, 2], 0, 0);
-        let (train, val) = split_validation(&set, Validation::Classes, 0.34, 5);
+        let (train, val) = split_validation(&set, Validation::Classes, 0.34, None, 5);
         assert_eq!(val.class_count(), 1);
         assert_eq!(train.class_count(), 2);
         assert_eq!(train.len() + val.len(), 12);
         assert!(train.class_ids.iter().all(|c| !val.class_ids.contains(c)));
         // Every held-out image keeps its class: its pixel value is a multiple of 3 plus the class.
-        for (&p, &l) in val.pixels.iter().zip(&val.labels) {
+        for (&p, &l) in val.decoded().iter().zip(&val.labels) {
             assert_eq!(p as u32 % 3, val.class_ids[l]);
         }
-        assert_eq!(Validation::Classes.train_classes(3, 0.34), 2);
-        assert_eq!(Validation::Images.train_classes(3, 0.34), 3);
+        assert_eq!(Validation::Classes.train_classes(3, 0.34, None), 2);
+        assert_eq!(Validation::Images.train_classes(3, 0.34, None), 3);
+    }
+
+    #[test]
+    fn class_folds_partition_the_classes() {
+        let pixels: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        let labels: Vec<u32> = (0..40).map(|i| i % 10).collect();
+        let ids: Vec<u32> = (0..10).collect();
+        let set = select_classes(&pixels, &labels, (1, 1, 1), &ids, 0, 0);
+        let mut seen = Vec::new();
+        for fold in 0..4 {
+            let fold = ClassFold { folds: 4, fold };
+            let (train, val) = split_validation(&set, Validation::Classes, 0.5, Some(fold), 9);
+            assert!((2..=3).contains(&val.class_count()));
+            assert_eq!(train.class_count() + val.class_count(), 10);
+            assert_eq!(
+                Validation::Classes.train_classes(10, 0.5, Some(fold)),
+                train.class_count()
+            );
+            assert!(train.class_ids.iter().all(|c| !val.class_ids.contains(c)));
+            assert_eq!(val.len(), 4 * val.class_count());
+            seen.extend(val.class_ids);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, ids, "every class validates in exactly one fold");
     }
 
     #[test]
@@ -258,8 +408,8 @@ mod tests {
         let (train, val) = hold_out(&set, 0.25, 3);
         assert_eq!(train.len() + val.len(), 12);
         assert_eq!(val.len(), 3);
-        for v in &val.pixels {
-            assert!(!train.pixels.contains(v));
+        for v in val.decoded() {
+            assert!(!train.decoded().contains(v));
         }
         let mut val_classes = val.labels.clone();
         val_classes.sort_unstable();

@@ -1,8 +1,15 @@
 //! Datasets, class-disjoint splits and the class-balanced batch sampler.
 
+pub mod cars;
+pub mod cub;
 pub mod fashion_mnist;
 pub mod images;
+pub mod inshop;
+pub mod loader;
+pub mod photos;
+pub mod pipeline;
 pub mod sampler;
+pub mod sop;
 pub mod synthetic;
 
 use std::fmt;
@@ -11,7 +18,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use fashion_mnist::{FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
-pub use images::{ImageSet, Splits, Validation};
+pub use images::{ClassFold, ImageSet, Images, Splits, Validation};
+pub use photos::PhotoConfig;
+pub use pipeline::{Normalization, Transform, View};
 pub use sampler::ClassBalancedSampler;
 pub use synthetic::SyntheticConfig;
 
@@ -20,14 +29,51 @@ pub use synthetic::SyntheticConfig;
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     FashionMnist,
+    /// CUB-200-2011.
+    Cub,
+    /// Cars196.
+    Cars,
+    /// Stanford Online Products.
+    Sop,
+    /// In-Shop Clothes Retrieval.
+    #[serde(rename = "inshop")]
+    InShop,
     /// Seeded generated images (tests, quick checks).
     Synthetic,
+}
+
+impl DatasetName {
+    /// Every dataset, in the order the tables list them.
+    pub const ALL: [DatasetName; 6] = [
+        DatasetName::FashionMnist,
+        DatasetName::Cub,
+        DatasetName::Cars,
+        DatasetName::Sop,
+        DatasetName::InShop,
+        DatasetName::Synthetic,
+    ];
+
+    /// Where the dataset is looked for when its table names no root.
+    pub fn default_root(self) -> &'static str {
+        match self {
+            DatasetName::FashionMnist => FASHION_MNIST_DEFAULT_ROOT,
+            DatasetName::Cub => "data/CUB_200_2011",
+            DatasetName::Cars => "data/cars196",
+            DatasetName::Sop => "data/Stanford_Online_Products",
+            DatasetName::InShop => "data/inshop",
+            DatasetName::Synthetic => "",
+        }
+    }
 }
 
 impl fmt::Display for DatasetName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Cub => "cub",
+            DatasetName::Cars => "cars",
+            DatasetName::Sop => "sop",
+            DatasetName::InShop => "inshop",
             DatasetName::Synthetic => "synthetic",
         })
     }
@@ -39,17 +85,57 @@ impl fmt::Display for DatasetName {
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum DatasetConfig {
     FashionMnist(FashionMnistConfig),
+    Cub(PhotoConfig),
+    Cars(PhotoConfig),
+    Sop(PhotoConfig),
+    #[serde(rename = "inshop")]
+    InShop(PhotoConfig),
     Synthetic(SyntheticConfig),
 }
 
 impl DatasetConfig {
-    /// Number of training classes (the classes a batch can draw from).
-    pub fn train_class_count(&self) -> usize {
+    /// Number of training classes (the classes a batch can draw from), where it is known
+    /// without reading the dataset.
+    pub fn train_class_count(&self) -> Option<usize> {
         match self {
-            DatasetConfig::FashionMnist(c) => c
-                .validation
-                .train_classes(c.train_classes.len(), c.val_fraction),
-            DatasetConfig::Synthetic(c) => c.train_class_count(),
+            DatasetConfig::FashionMnist(c) => Some(c.validation.train_classes(
+                c.train_classes.len(),
+                c.val_fraction,
+                c.fold,
+            )),
+            DatasetConfig::Synthetic(c) => Some(c.train_class_count()),
+            _ => None,
+        }
+    }
+
+    /// The photo dataset's configuration, if this is one.
+    pub fn photo(&self) -> Option<&PhotoConfig> {
+        match self {
+            DatasetConfig::Cub(c)
+            | DatasetConfig::Cars(c)
+            | DatasetConfig::Sop(c)
+            | DatasetConfig::InShop(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The photo dataset's configuration, if this is one (mutable).
+    pub fn photo_mut(&mut self) -> Option<&mut PhotoConfig> {
+        match self {
+            DatasetConfig::Cub(c)
+            | DatasetConfig::Cars(c)
+            | DatasetConfig::Sop(c)
+            | DatasetConfig::InShop(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Channels of the images the backbone sees.
+    pub fn channels(&self) -> usize {
+        match self {
+            DatasetConfig::FashionMnist(_) => 1,
+            DatasetConfig::Synthetic(c) => c.channels,
+            _ => 3,
         }
     }
 
@@ -62,6 +148,10 @@ impl DatasetConfig {
     pub fn load(&self, root: &Path) -> anyhow::Result<Splits> {
         match self {
             DatasetConfig::FashionMnist(c) => fashion_mnist::load_splits(c, root),
+            DatasetConfig::Cub(c) => Ok(photos::splits(&cub::list(root)?, c)),
+            DatasetConfig::Cars(c) => Ok(photos::splits(&cars::list(root)?, c)),
+            DatasetConfig::Sop(c) => Ok(photos::splits(&sop::list(root)?, c)),
+            DatasetConfig::InShop(c) => Ok(photos::splits(&inshop::list(root)?, c)),
             DatasetConfig::Synthetic(c) => Ok(c.splits()),
         }
     }

@@ -51,7 +51,7 @@ impl SyntheticConfig {
     /// Classes available to training batches.
     pub fn train_class_count(&self) -> usize {
         self.validation
-            .train_classes(self.training_side(), self.val_fraction)
+            .train_classes(self.training_side(), self.val_fraction, None)
     }
 
     /// Generates the images and splits them.
@@ -102,9 +102,19 @@ impl SyntheticConfig {
         let shape = (c, s, s);
         let train_all = select_classes(&pixels, &labels, shape, &train_ids, 0, self.seed);
         let test = select_classes(&pixels, &labels, shape, &test_ids, 0, self.seed);
-        let (train, val) =
-            split_validation(&train_all, self.validation, self.val_fraction, self.seed);
-        Splits { train, val, test }
+        let (train, val) = split_validation(
+            &train_all,
+            self.validation,
+            self.val_fraction,
+            None,
+            self.seed,
+        );
+        Splits {
+            train,
+            val,
+            test,
+            gallery: None,
+        }
     }
 }
 
@@ -122,13 +132,13 @@ mod tests {
         };
         let a = config.splits();
         let b = config.splits();
-        assert_eq!(a.train.pixels, b.train.pixels);
+        assert_eq!(a.train.decoded(), b.train.decoded());
         assert_eq!(a.test.class_ids, vec![3, 4, 5]);
         assert_eq!(a.train.class_ids, vec![0, 1, 2]);
         assert_eq!(a.train.len() + a.val.len(), 12);
         assert_eq!(a.test.len(), 12);
         assert_eq!(a.test.image_len(), 3 * 64);
         let other = SyntheticConfig { seed: 1, ..config }.splits();
-        assert_ne!(a.train.pixels, other.train.pixels);
+        assert_ne!(a.train.decoded(), other.train.decoded());
     }
 }

@@ -1,8 +1,13 @@
 //! Exact Euclidean k-nearest neighbours by blocked matrix products, streamed: each block of
 //! queries is ranked against every reference and handed to a callback, so memory stays at
 //! one block of distances per thread (never an n x n matrix).
+//!
+//! Leave-one-out (queries = references) needs only half the products: the distance matrix is
+//! symmetric, so each tile above the diagonal is computed once and feeds the neighbour lists
+//! of its rows and of its columns ([`map_self_neighbourhoods`]).
 
 use std::cmp::Ordering;
+use std::sync::Mutex;
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
@@ -154,6 +159,229 @@ where
     per_block.into_iter().flatten().collect()
 }
 
+/// Points per tile of the symmetric search (a tile holds SELF_TILE^2 distances).
+const SELF_TILE: usize = 512;
+/// The symmetric search keeps up to twice each query's depth of candidates; above this many
+/// bytes of candidates in all it falls back to the row-by-row search (bounded memory).
+const SELF_CANDIDATE_BYTES: usize = 1 << 30;
+
+/// (squared distance, index) order: nearer first, ties by index.
+fn by_distance(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
+    a.0.partial_cmp(&b.0)
+        .unwrap_or(Ordering::Equal)
+        .then(a.1.cmp(&b.1))
+}
+
+/// The `depth` nearest candidates seen so far, for every query of a tile: a buffer of up to
+/// 2 x depth per query, cut back to the best `depth` when full. The cut distances sit in one
+/// array so a whole run of candidates is rejected by one vectorised comparison.
+struct TileLists {
+    depth: Vec<usize>,
+    cut: Vec<f32>,
+    items: Vec<Vec<(f32, u32)>>,
+}
+
+/// Candidates compared at once against the cut(s).
+const CHUNK: usize = 16;
+
+impl TileLists {
+    fn new(depth: Vec<usize>) -> Self {
+        let n = depth.len();
+        Self {
+            // A query without neighbours to find rejects everything.
+            cut: depth
+                .iter()
+                .map(|&d| {
+                    if d == 0 {
+                        f32::NEG_INFINITY
+                    } else {
+                        f32::INFINITY
+                    }
+                })
+                .collect(),
+            depth,
+            items: vec![Vec::new(); n],
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, query: usize, distance: f32, index: u32) {
+        // Equal to the cut may still win on index; `shrink` settles it.
+        if distance > self.cut[query] {
+            return;
+        }
+        let items = &mut self.items[query];
+        items.push((distance, index));
+        if items.len() >= 2 * self.depth[query].max(32) {
+            self.shrink(query);
+        }
+    }
+
+    fn shrink(&mut self, query: usize) {
+        let (depth, items) = (self.depth[query], &mut self.items[query]);
+        if items.len() > depth {
+            items.select_nth_unstable_by(depth - 1, by_distance);
+            items.truncate(depth);
+            self.cut[query] = items[depth - 1].0;
+        }
+    }
+
+    /// Offers row `distances` (to candidates `first..`) to query `query`.
+    fn offer_row(&mut self, query: usize, distances: &[f32], first: usize, skip: Option<usize>) {
+        for (k, chunk) in distances.chunks(CHUNK).enumerate() {
+            let cut = self.cut[query];
+            if chunk.iter().fold(f32::INFINITY, |m, &d| m.min(d)) > cut {
+                continue;
+            }
+            for (c, &d) in chunk.iter().enumerate() {
+                let candidate = k * CHUNK + c;
+                if Some(candidate) != skip {
+                    self.offer(query, d, (first + candidate) as u32);
+                }
+            }
+        }
+    }
+
+    /// Offers candidate `index` at `distances[c]` to query c of this tile, for every c.
+    fn offer_column(&mut self, distances: &[f32], index: u32) {
+        for (k, chunk) in distances.chunks(CHUNK).enumerate() {
+            let cuts = &self.cut[k * CHUNK..k * CHUNK + chunk.len()];
+            if !chunk
+                .iter()
+                .zip(cuts)
+                .fold(false, |any, (&d, &cut)| any | (d <= cut))
+            {
+                continue;
+            }
+            for (c, &d) in chunk.iter().enumerate() {
+                self.offer(k * CHUNK + c, d, index);
+            }
+        }
+    }
+
+    fn finish(&mut self, query: usize) -> Vec<(f32, u32)> {
+        self.shrink(query);
+        let mut items = std::mem::take(&mut self.items[query]);
+        items.sort_unstable_by(by_distance);
+        items
+    }
+}
+
+/// `out[i, j] = |a_i - b_j|^2` for row-major `a` (m rows) and `b` (n rows), from their squared
+/// norms: the norms are written first and the product is subtracted inside the gemm.
+fn distance_block(
+    a: &[f32],
+    a_norms: &[f32],
+    b: &[f32],
+    b_norms: &[f32],
+    dim: usize,
+    out: &mut [f32],
+) {
+    let (m, n) = (a_norms.len(), b_norms.len());
+    assert_eq!(out.len(), m * n);
+    for (row, &na) in out.chunks_mut(n).zip(a_norms) {
+        for (o, &nb) in row.iter_mut().zip(b_norms) {
+            *o = na + nb;
+        }
+    }
+    // SAFETY: as in `dot_block`; dst is read (alpha = 1) and gets -2 a.b^T added.
+    unsafe {
+        gemm(
+            m,
+            n,
+            dim,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            1,
+            dim as isize,
+            b.as_ptr(),
+            dim as isize,
+            1,
+            1.0,
+            -2.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// Leave-one-out neighbourhoods of `points` against themselves: the same answer as
+/// `map_neighbourhoods(points, points, true, depth, visit)`, from half the products.
+pub fn map_self_neighbourhoods<T, F, D>(points: Vectors, depth: D, visit: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize, &[(f32, u32)]) -> T + Sync,
+    D: Fn(usize) -> usize + Sync,
+{
+    let n = points.len();
+    let depths: Vec<usize> = (0..n).map(|q| depth(q).min(n.saturating_sub(1))).collect();
+    let candidate_bytes: usize = depths.iter().map(|d| 2 * d.max(&32) * 8).sum();
+    if candidate_bytes > SELF_CANDIDATE_BYTES {
+        return map_neighbourhoods(points, points, true, |q| depths[q], visit);
+    }
+    let dim = points.dim;
+    let norms = points.squared_norms();
+    let tiles: Vec<usize> = (0..n).step_by(SELF_TILE).collect();
+    let rows_of = |tile: usize| tiles[tile]..(tiles[tile] + SELF_TILE).min(n);
+    let lists: Vec<Mutex<TileLists>> = (0..tiles.len())
+        .map(|t| Mutex::new(TileLists::new(depths[rows_of(t)].to_vec())))
+        .collect();
+    let pairs: Vec<(usize, usize)> = (0..tiles.len())
+        .flat_map(|a| (a..tiles.len()).map(move |b| (a, b)))
+        .collect();
+    pairs
+        .into_par_iter()
+        .for_each_init(Vec::new, |tile, (a, b)| {
+            let (rows, cols) = (rows_of(a), rows_of(b));
+            let w = cols.len();
+            tile.resize(rows.len() * w, 0.0);
+            distance_block(
+                &points.data[rows.start * dim..rows.end * dim],
+                &norms[rows.clone()],
+                &points.data[cols.start * dim..cols.end * dim],
+                &norms[cols.clone()],
+                dim,
+                tile,
+            );
+            {
+                let mut row_lists = lists[a].lock().expect("neighbour lists");
+                for r in 0..rows.len() {
+                    // On the diagonal tile a query skips itself.
+                    let skip = (a == b).then_some(r);
+                    row_lists.offer_row(r, &tile[r * w..(r + 1) * w], cols.start, skip);
+                }
+            }
+            if a != b {
+                let mut col_lists = lists[b].lock().expect("neighbour lists");
+                for (r, i) in rows.clone().enumerate() {
+                    col_lists.offer_column(&tile[r * w..(r + 1) * w], i as u32);
+                }
+            }
+        });
+    lists
+        .into_par_iter()
+        .enumerate()
+        .map(|(t, lists)| {
+            let start = tiles[t];
+            let mut lists = lists.into_inner().expect("neighbour lists");
+            (0..lists.depth.len())
+                .map(|k| {
+                    let found = lists.finish(k);
+                    visit(start + k, &found)
+                })
+                .collect::<Vec<T>>()
+        })
+        .collect::<Vec<Vec<T>>>()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +423,25 @@ mod tests {
         assert_eq!(got[0].1.iter().map(|n| n.1).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(got[1].1.iter().map(|n| n.1).collect::<Vec<_>>(), vec![2, 1]);
         assert!((got[1].1[0].0 - 0.01).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_symmetric_search_finds_the_same_neighbours() {
+        // 1,300 points (three tiles, the last partial) in 5-D with many equal distances.
+        let n = 1300;
+        let points: Vec<f32> = (0..n * 5).map(|i| ((i * 7919) % 13) as f32 * 0.5).collect();
+        let v = Vectors::new(&points, 5);
+        let depth = |q: usize| [0, 1, 7, 40, 200][q % 5];
+        let list = |_: usize, nb: &[(f32, u32)]| nb.to_vec();
+        let rows = map_neighbourhoods(v, v, true, depth, list);
+        let half = map_self_neighbourhoods(v, depth, list);
+        assert_eq!(rows.len(), half.len());
+        for (q, (a, b)) in rows.iter().zip(&half).enumerate() {
+            let ids = |l: &[(f32, u32)]| l.iter().map(|x| x.1).collect::<Vec<_>>();
+            assert_eq!(ids(a), ids(b), "query {q}");
+            for (x, y) in a.iter().zip(b) {
+                assert!((x.0 - y.0).abs() <= 1e-4 * x.0.max(1.0), "query {q}");
+            }
+        }
     }
 }

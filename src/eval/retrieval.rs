@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::knn::{Vectors, map_neighbourhoods};
+use super::knn::{Vectors, map_neighbourhoods, map_self_neighbourhoods};
 
 /// Metric name -> value in [0, 1] (`recall@1`, `map@r`, `r_precision`, `nmi`, ...).
 pub type Metrics = BTreeMap<String, f64>;
@@ -73,7 +73,7 @@ fn rank_metrics(
         }
     };
     // Per query: (hit at each K, R-Precision, average precision at R); None if left out.
-    let per_query = map_neighbourhoods(queries, references, same_source, depth, |q, neighbours| {
+    let per_query_metrics = |q: usize, neighbours: &[(f32, u32)]| {
         let r = relevant(q);
         if r == 0 {
             return None;
@@ -96,7 +96,13 @@ fn rank_metrics(
             .map(|&k| is_match[..k.min(is_match.len())].contains(&true))
             .collect();
         Some((hits, found as f64 / r as f64, precision_sum / r as f64))
-    });
+    };
+    // Leave-one-out ranks a set against itself: the symmetric search computes half the products.
+    let per_query = if same_source {
+        map_self_neighbourhoods(queries, depth, per_query_metrics)
+    } else {
+        map_neighbourhoods(queries, references, false, depth, per_query_metrics)
+    };
     let counted: Vec<&(Vec<bool>, f64, f64)> = per_query.iter().flatten().collect();
     let n = counted.len().max(1) as f64;
     let mut metrics = Metrics::new();

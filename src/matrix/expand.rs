@@ -8,7 +8,10 @@ use toml::Spanned;
 
 use super::schema::{Axis, ExcludeRule, MatrixFile, Settings};
 use super::{AxisValues, PlannedCell};
-use crate::data::{DatasetConfig, DatasetName, FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
+use crate::data::{
+    ClassFold, DatasetConfig, DatasetName, FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig,
+    Normalization, PhotoConfig, Transform, Validation,
+};
 use crate::error::BadInput;
 use crate::model::{BackboneConfig, BackboneKind};
 use crate::train::config::{RunConfig, TrainConfig, defaults};
@@ -54,77 +57,80 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
     let mut seen = HashSet::new();
     let (mut excluded, mut not_applicable) = (0, 0);
     for dataset in axes.dataset.get_ref() {
-        let (dataset_config, data_root, dataset_settings) =
-            resolve_dataset(file, src, *dataset.get_ref())?;
-        let settings = file.defaults.overlaid(&dataset_settings);
+        let resolved = resolve_dataset(file, src, *dataset.get_ref())?;
+        let data_root = resolved.root;
+        let settings = file.defaults.overlaid(&resolved.settings);
         for backbone in axes.backbone.get_ref() {
             let (backbone_config, weights) = resolve_backbone(file, src, *backbone.get_ref())?;
-            for head in axes.head.get_ref() {
-                for loss in axes.loss.get_ref() {
-                    let loss_config = file.losses.resolve(*loss.get_ref());
-                    let sizes: Vec<Spanned<usize>> = match &axes.embedding_size {
-                        Some(axis) => axis.get_ref().clone(),
-                        None => vec![
-                            settings
-                                .embedding_size
-                                .clone()
-                                .unwrap_or_else(|| Spanned::new(0..0, defaults::EMBEDDING_SIZE)),
-                        ],
-                    };
-                    for size in &sizes {
-                        for groups in axes.groups.get_ref() {
-                            for seed in axes.seed.get_ref() {
-                                let values = AxisValues {
-                                    dataset: *dataset.get_ref(),
-                                    backbone: *backbone.get_ref(),
-                                    head: *head.get_ref(),
-                                    loss: *loss.get_ref(),
-                                    embedding_size: *size.get_ref(),
-                                    groups: *groups.get_ref(),
-                                    seed: *seed.get_ref(),
-                                };
-                                if file
-                                    .exclude
-                                    .iter()
-                                    .any(|rule| rule_matches(rule.get_ref(), &values))
-                                {
-                                    excluded += 1;
-                                    continue;
-                                }
-                                // A head without groups has exactly one: other counts are no cells.
-                                if !values.head.has_groups() && values.groups != 1 {
-                                    not_applicable += 1;
-                                    continue;
-                                }
-                                if values.groups > values.embedding_size {
-                                    return Err(src.error_at(
-                                        groups,
-                                        format!(
-                                            "{} groups exceed the embedding size {}",
-                                            values.groups, values.embedding_size
-                                        ),
-                                    ));
-                                }
-                                let config = RunConfig {
-                                    dataset: dataset_config.clone(),
-                                    backbone: backbone_config.clone(),
-                                    head: values.head,
-                                    loss: loss_config.clone(),
-                                    groups: values.groups,
-                                    embedding_size: values.embedding_size,
-                                    reduction: resolve_reduction(&settings, src)?,
-                                    seed: values.seed,
-                                    train: resolve_train(&settings, &dataset_config, src)?,
-                                };
-                                let hash = super::hash::config_hash(&config);
-                                if seen.insert(hash.clone()) {
-                                    cells.push(PlannedCell {
-                                        hash,
-                                        config,
-                                        values,
-                                        data_root: data_root.clone(),
-                                        weights: weights.clone(),
-                                    });
+            for (base_dataset, fold) in &resolved.variants {
+                let dataset_config = for_backbone(base_dataset, backbone_config.name);
+                for head in axes.head.get_ref() {
+                    for loss in axes.loss.get_ref() {
+                        let loss_config = file.losses.resolve(*loss.get_ref());
+                        let sizes: Vec<Spanned<usize>> = match &axes.embedding_size {
+                            Some(axis) => axis.get_ref().clone(),
+                            None => {
+                                vec![settings.embedding_size.clone().unwrap_or_else(|| {
+                                    Spanned::new(0..0, defaults::EMBEDDING_SIZE)
+                                })]
+                            }
+                        };
+                        for size in &sizes {
+                            for groups in axes.groups.get_ref() {
+                                for seed in axes.seed.get_ref() {
+                                    let values = AxisValues {
+                                        dataset: *dataset.get_ref(),
+                                        backbone: *backbone.get_ref(),
+                                        head: *head.get_ref(),
+                                        loss: *loss.get_ref(),
+                                        embedding_size: *size.get_ref(),
+                                        groups: *groups.get_ref(),
+                                        seed: *seed.get_ref(),
+                                        fold: *fold,
+                                    };
+                                    if file
+                                        .exclude
+                                        .iter()
+                                        .any(|rule| rule_matches(rule.get_ref(), &values))
+                                    {
+                                        excluded += 1;
+                                        continue;
+                                    }
+                                    // A head without groups has exactly one: other counts are no cells.
+                                    if !values.head.has_groups() && values.groups != 1 {
+                                        not_applicable += 1;
+                                        continue;
+                                    }
+                                    if values.groups > values.embedding_size {
+                                        return Err(src.error_at(
+                                            groups,
+                                            format!(
+                                                "{} groups exceed the embedding size {}",
+                                                values.groups, values.embedding_size
+                                            ),
+                                        ));
+                                    }
+                                    let config = RunConfig {
+                                        dataset: dataset_config.clone(),
+                                        backbone: backbone_config.clone(),
+                                        head: values.head,
+                                        loss: loss_config.clone(),
+                                        groups: values.groups,
+                                        embedding_size: values.embedding_size,
+                                        reduction: resolve_reduction(&settings, src)?,
+                                        seed: values.seed,
+                                        train: resolve_train(&settings, &dataset_config, src)?,
+                                    };
+                                    let hash = super::hash::config_hash(&config);
+                                    if seen.insert(hash.clone()) {
+                                        cells.push(PlannedCell {
+                                            hash,
+                                            config,
+                                            values,
+                                            data_root: data_root.clone(),
+                                            weights: weights.clone(),
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -179,11 +185,76 @@ fn rule_matches(rule: &ExcludeRule, v: &AxisValues) -> bool {
         && ok(&rule.seed, &v.seed)
 }
 
+/// A dataset axis value resolved: its configuration (one per fold with k-fold validation),
+/// where it lives and its settings.
+struct ResolvedDataset {
+    variants: Vec<(DatasetConfig, Option<usize>)>,
+    root: PathBuf,
+    settings: Settings,
+}
+
+/// `config` for one fold each when `folds` is set, else `config` alone.
+fn fold_variants(
+    config: DatasetConfig,
+    folds: Option<&Spanned<usize>>,
+    validation: Validation,
+    src: &Source,
+    set_fold: impl Fn(&mut DatasetConfig, ClassFold),
+) -> Result<Vec<(DatasetConfig, Option<usize>)>, BadInput> {
+    let Some(folds) = folds else {
+        return Ok(vec![(config, None)]);
+    };
+    let k = *folds.get_ref();
+    if k < 2 {
+        return Err(src.error_at(folds, "folds must be at least 2"));
+    }
+    if validation != Validation::Classes {
+        return Err(src.error_at(
+            folds,
+            "folds split the training classes: set validation = \"classes\"",
+        ));
+    }
+    Ok((0..k)
+        .map(|fold| {
+            let mut variant = config.clone();
+            set_fold(&mut variant, ClassFold { folds: k, fold });
+            (variant, Some(fold))
+        })
+        .collect())
+}
+
+/// The dataset configuration as `backbone` sees it: its input normalisation and, unless the
+/// matrix set one, its crop side (227 for GoogLeNet, as in the authors' code).
+fn for_backbone(config: &DatasetConfig, backbone: BackboneKind) -> DatasetConfig {
+    let mut config = config.clone();
+    if let Some(photo) = config.photo_mut() {
+        photo.transform.normalization = Normalization::of(backbone);
+        if photo.transform.crop == 0 {
+            photo.transform.crop = match backbone {
+                BackboneKind::Googlenet => 227,
+                _ => 224,
+            };
+        }
+    }
+    config
+}
+
 fn resolve_dataset(
     file: &MatrixFile,
     src: &Source,
     name: DatasetName,
-) -> Result<(DatasetConfig, PathBuf, Settings), BadInput> {
+) -> Result<ResolvedDataset, BadInput> {
+    if let Some(table_name) = [
+        DatasetName::Cub,
+        DatasetName::Cars,
+        DatasetName::Sop,
+        DatasetName::InShop,
+    ]
+    .iter()
+    .find(|n| **n == name)
+    {
+        return resolve_photo(file, src, *table_name);
+    }
     match name {
         DatasetName::FashionMnist => {
             let table = file.datasets.fashion_mnist.as_ref();
@@ -222,13 +293,11 @@ fn resolve_dataset(
                     None => BadInput::new(format!("{}: {message}", src.path.display())),
                 });
             }
-            let val_fraction = match table.and_then(|t| t.val_fraction.as_ref()) {
-                Some(v) if !(0.0..1.0).contains(v.get_ref()) || *v.get_ref() <= 0.0 => {
-                    return Err(src.error_at(v, "val_fraction must be in (0, 1)"));
-                }
-                Some(v) => *v.get_ref(),
-                None => default.val_fraction,
-            };
+            let val_fraction = resolve_val_fraction(
+                table.and_then(|t| t.val_fraction.as_ref()),
+                default.val_fraction,
+                src,
+            )?;
             let config = FashionMnistConfig {
                 train_classes,
                 test_classes,
@@ -245,13 +314,30 @@ fn resolve_dataset(
                 validation: table
                     .and_then(|t| t.validation)
                     .unwrap_or(default.validation),
+                fold: None,
             };
             let root = table.and_then(|t| t.root.as_ref()).map_or_else(
                 || PathBuf::from(FASHION_MNIST_DEFAULT_ROOT),
                 |r| PathBuf::from(r.get_ref()),
             );
             let settings = table.map(|t| t.train.clone()).unwrap_or_default();
-            Ok((DatasetConfig::FashionMnist(config), root, settings))
+            let validation = config.validation;
+            let variants = fold_variants(
+                DatasetConfig::FashionMnist(config),
+                table.and_then(|t| t.folds.as_ref()),
+                validation,
+                src,
+                |c, fold| {
+                    if let DatasetConfig::FashionMnist(c) = c {
+                        c.fold = Some(fold);
+                    }
+                },
+            )?;
+            Ok(ResolvedDataset {
+                variants,
+                root,
+                settings,
+            })
         }
         DatasetName::Synthetic => {
             let config = file.datasets.synthetic.clone().unwrap_or_default();
@@ -265,13 +351,133 @@ fn resolve_dataset(
                     src.path.display()
                 )));
             }
-            Ok((
-                DatasetConfig::Synthetic(config),
-                PathBuf::new(),
-                Settings::default(),
-            ))
+            Ok(ResolvedDataset {
+                variants: vec![(DatasetConfig::Synthetic(config), None)],
+                root: PathBuf::new(),
+                settings: Settings::default(),
+            })
         }
+        _ => unreachable!("photo datasets are resolved above"),
     }
+}
+
+fn resolve_val_fraction(
+    field: Option<&Spanned<f64>>,
+    default: f64,
+    src: &Source,
+) -> Result<f64, BadInput> {
+    match field {
+        Some(v) if !(0.0..1.0).contains(v.get_ref()) || *v.get_ref() <= 0.0 => {
+            Err(src.error_at(v, "val_fraction must be in (0, 1)"))
+        }
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(default),
+    }
+}
+
+fn resolve_photo(
+    file: &MatrixFile,
+    src: &Source,
+    name: DatasetName,
+) -> Result<ResolvedDataset, BadInput> {
+    let table = file.datasets.photo(name);
+    let default = PhotoConfig::default();
+    let side = |field: Option<&Spanned<usize>>, fallback: usize, what: &str| match field {
+        Some(v) if *v.get_ref() < 16 => Err(src.error_at(v, format!("{what} must be at least 16"))),
+        Some(v) => Ok(*v.get_ref()),
+        None => Ok(fallback),
+    };
+    let range = |field: Option<&Spanned<[f64; 2]>>, fallback: [f64; 2], what: &str| match field {
+        Some(v) => {
+            let [lo, hi] = *v.get_ref();
+            if lo > 0.0 && lo <= hi && hi.is_finite() {
+                Ok([lo, hi])
+            } else {
+                Err(src.error_at(
+                    v,
+                    format!("{what} must be [low, high] with 0 < low <= high"),
+                ))
+            }
+        }
+        None => Ok(fallback),
+    };
+    let transform = Transform {
+        // 0: the backbone's default crop (see for_backbone).
+        crop: side(table.and_then(|t| t.crop.as_ref()), 0, "crop")?,
+        test_crop: side(
+            table.and_then(|t| t.test_crop.as_ref()),
+            default.transform.test_crop,
+            "test_crop",
+        )?,
+        resize: side(
+            table.and_then(|t| t.resize.as_ref()),
+            default.transform.resize,
+            "resize",
+        )?,
+        scale: range(
+            table.and_then(|t| t.scale.as_ref()),
+            default.transform.scale,
+            "scale",
+        )?,
+        ratio: range(
+            table.and_then(|t| t.ratio.as_ref()),
+            default.transform.ratio,
+            "ratio",
+        )?,
+        flip: table.and_then(|t| t.flip).unwrap_or(default.transform.flip),
+        normalization: default.transform.normalization,
+    };
+    if let Some(scale) = table.and_then(|t| t.scale.as_ref())
+        && scale.get_ref()[1] > 1.0
+    {
+        return Err(src.error_at(scale, "scale is a fraction of the image: at most 1"));
+    }
+    let val_fraction = resolve_val_fraction(
+        table.and_then(|t| t.val_fraction.as_ref()),
+        default.val_fraction,
+        src,
+    )?;
+    let config = PhotoConfig {
+        train_per_class: table
+            .and_then(|t| t.train_per_class)
+            .unwrap_or(default.train_per_class),
+        val_fraction,
+        split_seed: table
+            .and_then(|t| t.split_seed)
+            .unwrap_or(default.split_seed),
+        validation: table
+            .and_then(|t| t.validation)
+            .unwrap_or(default.validation),
+        fold: None,
+        transform,
+    };
+    let wrap = |c: PhotoConfig| match name {
+        DatasetName::Cub => DatasetConfig::Cub(c),
+        DatasetName::Cars => DatasetConfig::Cars(c),
+        DatasetName::Sop => DatasetConfig::Sop(c),
+        _ => DatasetConfig::InShop(c),
+    };
+    let validation = config.validation;
+    let variants = fold_variants(
+        wrap(config),
+        table.and_then(|t| t.folds.as_ref()),
+        validation,
+        src,
+        |c, fold| {
+            if let Some(photo) = c.photo_mut() {
+                photo.fold = Some(fold);
+            }
+        },
+    )?;
+    let root = table.and_then(|t| t.root.as_ref()).map_or_else(
+        || PathBuf::from(name.default_root()),
+        |r| PathBuf::from(r.get_ref()),
+    );
+    Ok(ResolvedDataset {
+        variants,
+        root,
+        settings: table.map(|t| t.train.clone()).unwrap_or_default(),
+    })
 }
 
 fn resolve_backbone(
@@ -410,13 +616,14 @@ fn resolve_train(
             "batch_size {} is not a multiple of samples_per_class {}",
             train.batch_size, train.samples_per_class
         ))
-    } else if train.batch_size / train.samples_per_class > dataset.train_class_count() {
+    } else if let Some(classes) = dataset.train_class_count()
+        && train.batch_size / train.samples_per_class > classes
+    {
         Some(format!(
-            "a batch of {} images with {} per class needs {} classes, but the training split has {}",
+            "a batch of {} images with {} per class needs {} classes, but the training split has {classes}",
             train.batch_size,
             train.samples_per_class,
             train.batch_size / train.samples_per_class,
-            dataset.train_class_count()
         ))
     } else {
         None

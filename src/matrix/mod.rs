@@ -53,6 +53,9 @@ pub struct AxisValues {
     pub embedding_size: usize,
     pub groups: usize,
     pub seed: u64,
+    /// The validation fold, with k-fold class-disjoint validation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
 }
 
 impl AxisValues {
@@ -66,6 +69,7 @@ impl AxisValues {
             "embedding_size" => self.embedding_size.to_string(),
             "groups" => self.groups.to_string(),
             "seed" => self.seed.to_string(),
+            "fold" => self.fold?.to_string(),
             _ => return None,
         })
     }
@@ -83,7 +87,11 @@ impl fmt::Display for AxisValues {
             self.embedding_size,
             self.groups,
             self.seed
-        )
+        )?;
+        match self.fold {
+            Some(fold) => write!(f, " fold={fold}"),
+            None => Ok(()),
+        }
     }
 }
 

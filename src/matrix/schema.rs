@@ -58,8 +58,9 @@ pub struct Axes {
     pub embedding_size: Option<Axis<usize>>,
 }
 
-/// Names of the axes, in expansion order (also the keys `--only` and `[[exclude]]` accept).
-pub const AXIS_NAMES: [&str; 7] = [
+/// Names of the axes, in expansion order, and `fold` (a dataset's `folds = k` expands into one
+/// cell per fold): the keys `--only` accepts.
+pub const AXIS_NAMES: [&str; 8] = [
     "dataset",
     "backbone",
     "head",
@@ -67,6 +68,7 @@ pub const AXIS_NAMES: [&str; 7] = [
     "embedding_size",
     "groups",
     "seed",
+    "fold",
 ];
 
 /// Training and model settings; every field optional so tables can override each other.
@@ -158,8 +160,55 @@ pub struct BackboneTable {
 pub struct DatasetTables {
     #[serde(rename = "fashion-mnist")]
     pub fashion_mnist: Option<FashionMnistTable>,
+    pub cub: Option<PhotoTable>,
+    pub cars: Option<PhotoTable>,
+    pub sop: Option<PhotoTable>,
+    pub inshop: Option<PhotoTable>,
     /// `[datasets.synthetic]`: the generator's parameters.
     pub synthetic: Option<SyntheticConfig>,
+}
+
+impl DatasetTables {
+    /// The table of photo dataset `name`.
+    pub fn photo(&self, name: DatasetName) -> Option<&PhotoTable> {
+        match name {
+            DatasetName::Cub => self.cub.as_ref(),
+            DatasetName::Cars => self.cars.as_ref(),
+            DatasetName::Sop => self.sop.as_ref(),
+            DatasetName::InShop => self.inshop.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// `[datasets.cub]`, `[datasets.cars]`, `[datasets.sop]`, `[datasets.inshop]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoTable {
+    /// The dataset's folder in its published layout; not part of the cell hash.
+    pub root: Option<Spanned<String>>,
+    pub train_per_class: Option<usize>,
+    pub val_fraction: Option<Spanned<f64>>,
+    pub split_seed: Option<u64>,
+    /// `classes` (default: class-disjoint) or `images`.
+    pub validation: Option<Validation>,
+    /// k of a k-fold class-disjoint validation: one cell per fold.
+    pub folds: Option<Spanned<usize>>,
+    /// Training crop side (default 224; 227 for GoogLeNet).
+    pub crop: Option<Spanned<usize>>,
+    /// Test crop side (default 224).
+    pub test_crop: Option<Spanned<usize>>,
+    /// Shorter side before the test crop (default 256).
+    pub resize: Option<Spanned<usize>>,
+    /// RandomResizedCrop area range (default [0.08, 1.0]).
+    pub scale: Option<Spanned<[f64; 2]>>,
+    /// RandomResizedCrop aspect-ratio range (default [0.75, 1.333]).
+    pub ratio: Option<Spanned<[f64; 2]>>,
+    /// Horizontal flips (default true).
+    pub flip: Option<bool>,
+    /// Settings for this dataset's cells, over `[defaults]`.
+    #[serde(default)]
+    pub train: Settings,
 }
 
 /// `[datasets.fashion-mnist]`.
@@ -176,6 +225,8 @@ pub struct FashionMnistTable {
     pub split_seed: Option<u64>,
     /// `images` (default) or `classes` (class-disjoint validation).
     pub validation: Option<Validation>,
+    /// k of a k-fold class-disjoint validation: one cell per fold.
+    pub folds: Option<Spanned<usize>>,
     /// Settings for this dataset's cells, over `[defaults]`.
     #[serde(default)]
     pub train: Settings,

@@ -171,8 +171,8 @@ fn wrong_types_unknown_names_and_empty_axes_are_errors_with_positions() {
     assert!(message.contains("test.toml:7:11"), "{message}");
     let message = error(&format!("{BASE}\n[defaults]\nembedding_size = 2\n"));
     assert!(message.contains("exceed the embedding size"), "{message}");
-    let message = error(&format!("{BASE}\n[datasets.cub]\nroot = \"x\"\n"));
-    assert!(message.contains("cub"), "{message}");
+    let message = error(&format!("{BASE}\n[datasets.imagenet]\nroot = \"x\"\n"));
+    assert!(message.contains("imagenet"), "{message}");
     let message = error(&format!(
         "{BASE}\n[defaults]\nbatch_size = 30\nsamples_per_class = 4\n"
     ));

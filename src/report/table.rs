@@ -301,6 +301,7 @@ mod tests {
                 embedding_size: 8,
                 groups,
                 seed,
+                fold: None,
             },
             test: vec![
                 ("f1".into(), 0.5),

@@ -16,7 +16,7 @@ use crate::eval::npy::{f32_npy, i64_npy};
 use crate::matrix::PlannedCell;
 use crate::matrix::hash::canonical_json;
 use crate::progress::Progress;
-use crate::store::{RunState, RunStore, utc_now, verify_run};
+use crate::store::{RunState, RunStore, RunWriter, utc_now, verify_run};
 use crate::train::artifacts::{history_csv, metrics_json};
 use crate::train::{Backend, SEMANTICS, train_run};
 
@@ -199,13 +199,18 @@ fn run_cell(
     let stored = (|| -> anyhow::Result<()> {
         writer.write("history.csv", history_csv(&outcome).as_bytes())?;
         writer.write("checkpoint-best.bpk", &outcome.checkpoint)?;
-        let rows = outcome.test_labels.len();
-        writer.write(
-            "test-embeddings.npy",
-            &f32_npy(&outcome.test_embeddings, &[rows, outcome.embedding_dim]),
+        let dim = outcome.embedding_dim;
+        write_embeddings(
+            &mut writer,
+            "test",
+            &outcome.test_embeddings,
+            &outcome.test_labels,
+            dim,
         )?;
-        let labels: Vec<i64> = outcome.test_labels.iter().map(|&l| l as i64).collect();
-        writer.write("test-labels.npy", &i64_npy(&labels, &[rows]))?;
+        if !outcome.gallery_labels.is_empty() {
+            let (gallery, labels) = (&outcome.gallery_embeddings, &outcome.gallery_labels);
+            write_embeddings(&mut writer, "gallery", gallery, labels, dim)?;
+        }
         writer.write(
             "metrics.json",
             metrics_json(&outcome, &cell.config.train.selection_metric).as_bytes(),
@@ -232,4 +237,22 @@ fn fail(writer: crate::store::RunWriter, reason: String) -> Result<CellResult, S
         Ok(()) => Err(reason),
         Err(e) => Err(format!("{reason} (and storing the failure failed: {e:#})")),
     }
+}
+
+/// `<name>-embeddings.npy` (`[n, dim]` float32) and `<name>-labels.npy` (`[n]` int64).
+fn write_embeddings(
+    writer: &mut RunWriter,
+    name: &str,
+    embeddings: &[f32],
+    labels: &[usize],
+    dim: usize,
+) -> anyhow::Result<()> {
+    let rows = labels.len();
+    writer.write(
+        &format!("{name}-embeddings.npy"),
+        &f32_npy(embeddings, &[rows, dim]),
+    )?;
+    let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    writer.write(&format!("{name}-labels.npy"), &i64_npy(&labels, &[rows]))?;
+    Ok(())
 }

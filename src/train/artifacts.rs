@@ -92,6 +92,8 @@ mod tests {
             test_embeddings: vec![],
             embedding_dim: 1,
             test_labels: vec![],
+            gallery_embeddings: vec![],
+            gallery_labels: vec![],
         };
         let value: serde_json::Value =
             serde_json::from_str(&metrics_json(&outcome, "recall@1")).unwrap();

@@ -69,6 +69,7 @@ pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
     if let Some(best) = &state.best {
         write("best.bpk", &best.checkpoint)?;
         write("best-embeddings.f32", &f32_bytes(&best.test_embeddings))?;
+        write("best-gallery.f32", &f32_bytes(&best.gallery_embeddings))?;
     }
     let progress = Progress {
         epochs_done: state.epochs_done,
@@ -120,10 +121,8 @@ pub fn load(
             score,
             epoch,
             checkpoint: read("best.bpk")?.to_vec(),
-            test_embeddings: read("best-embeddings.f32")?
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
+            test_embeddings: f32s(&read("best-embeddings.f32")?),
+            gallery_embeddings: f32s(&read("best-gallery.f32")?),
             embedding_dim,
         }),
         None => None,
@@ -137,4 +136,11 @@ pub fn load(
         history: progress.history,
         best,
     }))
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::optim::{ModelGroups, model_learning_rates, model_optimizer};
 use super::resume;
-use crate::data::{ClassBalancedSampler, ImageSet, Splits};
-use crate::eval::{Metrics, clustering_metrics, retrieval_metrics};
+use crate::data::loader::for_each_batch;
+use crate::data::{ClassBalancedSampler, ImageSet, Splits, View};
+use crate::error::BadInput;
+use crate::eval::{Metrics, Vectors, clustering_metrics, query_gallery_metrics, retrieval_metrics};
 use crate::loss::{LossShape, MetricLoss, diversity_loss};
 use crate::model::embedder::{Embedder, EmbedderSpec};
 use crate::model::layers::ParamInit;
@@ -52,6 +54,10 @@ pub struct RunOutcome {
     pub test_embeddings: Vec<f32>,
     pub embedding_dim: usize,
     pub test_labels: Vec<usize>,
+    /// Gallery embeddings and labels at the selected epoch (query-vs-gallery datasets; empty
+    /// otherwise).
+    pub gallery_embeddings: Vec<f32>,
+    pub gallery_labels: Vec<usize>,
 }
 
 impl RunOutcome {
@@ -132,16 +138,26 @@ pub fn train_run(
     let groups_of_model = ModelGroups::of(&model);
 
     let train = &config.train;
+    let classes_per_batch = train.batch_size / train.samples_per_class;
+    if classes_per_batch > splits.train.class_count() {
+        return Err(BadInput::new(format!(
+            "a batch of {} images with {} per class needs {classes_per_batch} classes, but the training split has {}",
+            train.batch_size,
+            train.samples_per_class,
+            splits.train.class_count()
+        ))
+        .into());
+    }
     let sampler = ClassBalancedSampler::new(
         splits.train.indices_by_class(),
         train.batch_size,
         train.samples_per_class,
     );
-    let image_shape = [
-        splits.train.channels,
-        splits.train.height,
-        splits.train.width,
-    ];
+    let train_shape = splits.train.batch_shape(View::Train {
+        seed: 0,
+        epoch: 0,
+        position: 0,
+    });
 
     for epoch in first_epoch..train.epochs {
         let started = Instant::now();
@@ -157,8 +173,22 @@ pub fn train_run(
         let model_lr = model_learning_rates(train, &groups_of_model, epoch);
         let loss_lr = loss_lr * train.lr_factor(epoch);
         let (mut loss_sum, mut metric_sum, mut diversity_sum) = (0.0, 0.0, 0.0);
-        for (step, batch) in batches.iter().enumerate() {
-            let images = batch_tensor(&splits.train, batch, image_shape, &train_device);
+        let batch_size = train.batch_size;
+        let seed = config.seed;
+        let view_of = |step: usize| View::Train {
+            seed,
+            epoch,
+            position: step * batch_size,
+        };
+        // The loop's closure owns the model between steps (the optimiser consumes it).
+        let mut model_slot = Some(model);
+        let mut criterion_slot = Some(criterion);
+        for_each_batch(&splits.train, &batches, view_of, |step, batch, pixels| {
+            let (model, criterion) = (
+                model_slot.as_ref().expect("set"),
+                criterion_slot.as_ref().expect("set"),
+            );
+            let images = pixels_tensor(pixels, batch.len(), train_shape, &train_device);
             let labels: Vec<usize> = batch.iter().map(|&i| splits.train.labels[i]).collect();
             let output = model.forward(images);
             let metric_loss = criterion.forward(output.groups.clone(), &labels, &mut mining_rng);
@@ -181,19 +211,34 @@ pub fn train_run(
             diversity_sum += f64::from(values[2]);
 
             let mut grads = loss.backward();
-            let model_grads = GradientsParams::from_module(&mut grads, &model);
-            let loss_grads = GradientsParams::from_module(&mut grads, &criterion);
-            model = model_optim.step(model_lr.clone(), model, model_grads);
-            criterion = loss_optim.step(loss_lr, criterion, loss_grads);
+            let model_grads = GradientsParams::from_module(&mut grads, model);
+            let loss_grads = GradientsParams::from_module(&mut grads, criterion);
+            // Moved through the optimisers, not cloned: unshared tensors update in place.
+            let stepped = model_optim.step(
+                model_lr.clone(),
+                model_slot.take().expect("set"),
+                model_grads,
+            );
+            model_slot = Some(stepped);
+            let stepped = loss_optim.step(loss_lr, criterion_slot.take().expect("set"), loss_grads);
+            criterion_slot = Some(stepped);
             if let Some(bar) = progress {
                 bar.inc(1);
             }
-        }
+            Ok(())
+        })?;
+        model = model_slot.expect("set");
+        criterion = criterion_slot.expect("set");
 
         let frozen = model.valid();
-        let (val, _) = evaluate(&frozen, &splits.val, &train.recall_k, device);
-        let (test, (test_embeddings, embedding_dim)) =
-            evaluate(&frozen, &splits.test, &train.recall_k, device);
+        let (val, _) = evaluate(&frozen, &splits.val, None, &train.recall_k, device)?;
+        let (test, embedded) = evaluate(
+            &frozen,
+            &splits.test,
+            splits.gallery.as_ref(),
+            &train.recall_k,
+            device,
+        )?;
         let steps = batches.len() as f64;
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -217,8 +262,9 @@ pub fn train_run(
                 score,
                 epoch: record.epoch,
                 checkpoint: frozen.into_record().into_bytes()?.to_vec(),
-                test_embeddings,
-                embedding_dim,
+                test_embeddings: embedded.test,
+                gallery_embeddings: embedded.gallery,
+                embedding_dim: embedded.dim,
             });
         }
         history.push(record);
@@ -250,8 +296,13 @@ pub fn train_run(
         history,
         checkpoint: best.checkpoint,
         test_embeddings: best.test_embeddings,
+        gallery_embeddings: best.gallery_embeddings,
         embedding_dim: best.embedding_dim,
         test_labels: splits.test.labels.clone(),
+        gallery_labels: splits
+            .gallery
+            .as_ref()
+            .map_or_else(Vec::new, |g| g.labels.clone()),
     })
 }
 
@@ -263,53 +314,89 @@ pub struct Best {
     /// Burnpack bytes of the embedder at that epoch.
     pub checkpoint: Vec<u8>,
     pub test_embeddings: Vec<f32>,
+    /// Empty without a gallery.
+    pub gallery_embeddings: Vec<f32>,
     pub embedding_dim: usize,
 }
 
-fn batch_tensor(
-    set: &ImageSet,
-    indices: &[usize],
-    shape: [usize; 3],
-    device: &Device,
-) -> Tensor<4> {
-    let data = TensorData::new(
-        set.gather(indices),
-        [indices.len(), shape[0], shape[1], shape[2]],
-    );
-    Tensor::from_data(data, device)
+fn pixels_tensor(pixels: Vec<f32>, n: usize, shape: [usize; 3], device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(pixels, [n, shape[0], shape[1], shape[2]]),
+        device,
+    )
 }
 
-/// Embeddings of every image of `set`, `[n, P * d]` row-major (groups concatenated).
-pub fn embed(model: &Embedder, set: &ImageSet, device: &Device) -> (Vec<f32>, usize) {
-    let shape = [set.channels, set.height, set.width];
+/// Embeddings of every image of `set` (test view), `[n, P * d]` row-major (groups
+/// concatenated).
+pub fn embed(
+    model: &Embedder,
+    set: &ImageSet,
+    device: &Device,
+) -> anyhow::Result<(Vec<f32>, usize)> {
+    let shape = set.batch_shape(View::Test);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    let chunks: Vec<Vec<usize>> = indices.chunks(EMBED_BATCH).map(<[usize]>::to_vec).collect();
     let mut out = Vec::new();
     let mut dim = 0;
-    let indices: Vec<usize> = (0..set.len()).collect();
-    for chunk in indices.chunks(EMBED_BATCH) {
-        let groups = model
-            .forward(batch_tensor(set, chunk, shape, device))
-            .groups;
-        let [n, p, d] = groups.dims();
-        dim = p * d;
-        out.extend(
-            groups
-                .reshape([n, p * d])
-                .into_data()
-                .try_into_vec::<f32>()
-                .expect("float embeddings"),
-        );
-    }
-    (out, dim)
+    for_each_batch(
+        set,
+        &chunks,
+        |_| View::Test,
+        |_, chunk, pixels| {
+            let groups = model
+                .forward(pixels_tensor(pixels, chunk.len(), shape, device))
+                .groups;
+            let [n, p, d] = groups.dims();
+            dim = p * d;
+            out.extend(
+                groups
+                    .reshape([n, p * d])
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("float embeddings"),
+            );
+            Ok(())
+        },
+    )?;
+    Ok((out, dim))
 }
 
-/// Retrieval metrics of `model` on `set` (leave-one-out), and the embeddings.
+/// Embeddings of an evaluation: the test (or query) set and the gallery, if any.
+struct Embedded {
+    test: Vec<f32>,
+    gallery: Vec<f32>,
+    dim: usize,
+}
+
+/// Retrieval metrics of `model` on `set` (leave-one-out, or each image of `set` against
+/// `gallery`), and the embeddings.
 fn evaluate(
     model: &Embedder,
     set: &ImageSet,
+    gallery: Option<&ImageSet>,
     ks: &[usize],
     device: &Device,
-) -> (Metrics, (Vec<f32>, usize)) {
-    let (embeddings, dim) = embed(model, set, device);
-    let metrics = retrieval_metrics(&embeddings, dim, &set.labels, ks);
-    (metrics, (embeddings, dim))
+) -> anyhow::Result<(Metrics, Embedded)> {
+    let (test, dim) = embed(model, set, device)?;
+    Ok(match gallery {
+        None => (
+            retrieval_metrics(&test, dim, &set.labels, ks),
+            Embedded {
+                test,
+                gallery: Vec::new(),
+                dim,
+            },
+        ),
+        Some(gallery_set) => {
+            let (gallery, _) = embed(model, gallery_set, device)?;
+            let metrics = query_gallery_metrics(
+                Vectors::new(&test, dim),
+                &set.labels,
+                Vectors::new(&gallery, dim),
+                &gallery_set.labels,
+                ks,
+            );
+            (metrics, Embedded { test, gallery, dim })
+        }
+    })
 }

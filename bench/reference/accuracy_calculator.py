@@ -1,0 +1,48 @@
+"""Reference timing for `make bench`: pytorch-metric-learning's AccuracyCalculator with
+faiss-cpu (k = "max_bin_count", queries = references) on E.npy / L.npy.
+
+Prints one JSON object: seconds (of get_accuracy only), the metric values, peak RSS in MiB.
+"""
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+embeddings = torch.from_numpy(np.load(sys.argv[1]))
+labels = torch.from_numpy(np.load(sys.argv[2]))
+threads = int(sys.argv[3]) if len(sys.argv) > 3 else torch.get_num_threads()
+torch.set_num_threads(threads)
+try:
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+except ImportError:
+    sys.exit("faiss-cpu is not installed in this environment (make bench-env)")
+
+calculator = AccuracyCalculator(
+    include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+    k="max_bin_count",
+    device=torch.device("cpu"),
+)
+start = time.perf_counter()
+values = calculator.get_accuracy(embeddings, labels)
+seconds = time.perf_counter() - start
+print(
+    json.dumps(
+        {
+            "seconds": seconds,
+            "values": {
+                "recall@1": values["precision_at_1"],
+                "r_precision": values["r_precision"],
+                "map@r": values["mean_average_precision_at_r"],
+            },
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": threads,
+        }
+    )
+)

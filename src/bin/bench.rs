@@ -1,0 +1,329 @@
+//! `make bench`: agml against its references, measured in the same run on the same machine.
+//! Each line is a ratio (agml seconds / reference seconds); the list goes to bench/latest.json.
+//!
+//! - eval/knn-60000x512: leave-one-out Recall@1, R-Precision and MAP@R of 60,000 x 512
+//!   embeddings, against pytorch-metric-learning's AccuracyCalculator with faiss-cpu
+//!   (k = "max_bin_count"), with the values compared and the peak RSS of each process.
+//! - loader/jpeg-224: seconds per image of the training loader (decode a 500 x 375 JPEG,
+//!   RandomResizedCrop 224, flip, normalise; all cores) against seconds per image of a flex
+//!   training step of ResNet-50 + attentive head at 224 x 224 (batch 32): the loader must be at
+//!   least 2x faster (ratio <= 0.5).
+//!
+//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|loader]`; the internal
+//! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
+//! `bench eval-data DIR` writes the evaluation benchmark's embeddings.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use agml::data::{ImageSet, Images, Transform, View};
+use agml::eval::npy::{f32_npy, i64_npy};
+use agml::eval::retrieval_metrics;
+use anyhow::{Context, bail};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+const EVAL_POINTS: usize = 60_000;
+const EVAL_DIM: usize = 512;
+/// 500 classes of 120: R = 119, a mid-size retrieval test set.
+const EVAL_CLASSES: usize = 500;
+const LOADER_IMAGES: usize = 96;
+const STEP_BATCH: usize = 32;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("eval-child") => return eval_child(Path::new(&args[1]), Path::new(&args[2])),
+        // The benchmark's embeddings, to time by hand: `bench eval-data DIR`.
+        Some("eval-data") => {
+            let (e, l) = eval_data(Path::new(&args[1]))?;
+            println!("{} {}", e.display(), l.display());
+            return Ok(());
+        }
+        _ => {}
+    }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let python = flag("--python").unwrap_or_else(|| ".venv/bin/python".into());
+    let out = PathBuf::from(flag("--out").unwrap_or_else(|| "bench/latest.json".into()));
+    let threads: usize = flag("--threads")
+        .map(|t| t.parse().context("--threads"))
+        .transpose()?
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let only = flag("--only");
+    let tmp = std::env::temp_dir().join(format!("agml-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    println!(
+        "agml bench: {} threads, {} ({})",
+        threads,
+        cpu_model(),
+        agml::store::utc_now()
+    );
+    let mut results = Vec::new();
+    if only.as_deref().is_none_or(|o| o == "eval") {
+        results.push(eval_bench(&tmp, &python, threads)?);
+    }
+    if only.as_deref().is_none_or(|o| o == "loader") {
+        results.push(loader_bench(&tmp)?);
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    // Lines measured earlier under other names are kept (a partial run updates its own).
+    let mut all: Vec<Value> = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    for result in results {
+        all.retain(|r| r["name"] != result["name"]);
+        all.push(result);
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&all)? + "\n")?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Peak resident set size of this process in MiB (VmHWM).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Clustered unit vectors: class centres plus noise, so retrieval is neither trivial nor hopeless.
+fn eval_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(60_000);
+    let centres: Vec<f32> = (0..EVAL_CLASSES * EVAL_DIM)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let mut data = Vec::with_capacity(EVAL_POINTS * EVAL_DIM);
+    let mut labels = Vec::with_capacity(EVAL_POINTS);
+    for i in 0..EVAL_POINTS {
+        let class = i % EVAL_CLASSES;
+        let row: Vec<f32> = (0..EVAL_DIM)
+            .map(|d| centres[class * EVAL_DIM + d] + rng.random_range(-3.0f32..3.0))
+            .collect();
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        data.extend(row.iter().map(|v| v / norm));
+        labels.push(class as i64);
+    }
+    let (e, l) = (dir.join("E.npy"), dir.join("L.npy"));
+    std::fs::write(&e, f32_npy(&data, &[EVAL_POINTS, EVAL_DIM]))?;
+    std::fs::write(&l, i64_npy(&labels, &[EVAL_POINTS]))?;
+    Ok((e, l))
+}
+
+fn eval_child(embeddings: &Path, labels: &Path) -> anyhow::Result<()> {
+    let (data, dim) = agml::eval::evaluate::read_embeddings(embeddings)?;
+    let raw = agml::eval::evaluate::read_labels(labels)?;
+    let labels: Vec<usize> = raw.iter().map(|&l| l as usize).collect();
+    let start = Instant::now();
+    let metrics = retrieval_metrics(&data, dim, &labels, &[1]);
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "seconds": seconds,
+            "values": metrics,
+            "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+    Ok(())
+}
+
+fn json_of(output: std::process::Output, what: &str) -> anyhow::Result<Value> {
+    if !output.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("{what} printed {text}"))
+}
+
+fn eval_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value> {
+    let name = format!("eval/knn-{EVAL_POINTS}x{EVAL_DIM}");
+    println!("{name}: writing embeddings ({EVAL_CLASSES} classes)");
+    let (e, l) = eval_data(dir)?;
+    let me = std::env::current_exe()?;
+    let ours = json_of(
+        Command::new(&me)
+            .args(["eval-child".as_ref(), e.as_os_str(), l.as_os_str()])
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .output()?,
+        "agml's evaluation",
+    )?;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/accuracy_calculator.py");
+    let reference = json_of(
+        Command::new(python)
+            .arg(&script)
+            .args([e.as_os_str(), l.as_os_str()])
+            .arg(threads.to_string())
+            .output()
+            .with_context(|| format!("running {python} (make bench-env installs it)"))?,
+        "AccuracyCalculator",
+    )?;
+    let mut max_diff = 0f64;
+    for key in ["recall@1", "r_precision", "map@r"] {
+        let (a, b) = (
+            ours["values"][key].as_f64().unwrap_or(f64::NAN),
+            reference["values"][key].as_f64().unwrap_or(f64::NAN),
+        );
+        max_diff = max_diff.max((a - b).abs());
+    }
+    let (ours_s, ref_s) = (
+        ours["seconds"].as_f64().unwrap_or(f64::NAN),
+        reference["seconds"].as_f64().unwrap_or(f64::NAN),
+    );
+    let ratio = ours_s / ref_s;
+    println!(
+        "{name}: agml {ours_s:.2} s (peak RSS {:.0} MiB), AccuracyCalculator+faiss {ref_s:.2} s \
+         (peak RSS {:.0} MiB): ratio {ratio:.3} (target <= 0.5); values differ by at most {max_diff:.1e}",
+        ours["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        reference["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+    );
+    if max_diff > 1e-6 {
+        println!("{name}: WARNING values differ by more than 1e-6");
+    }
+    Ok(json!({
+        "name": name,
+        "agml_seconds": ours_s,
+        "reference": "pytorch-metric-learning 2.9 AccuracyCalculator + faiss-cpu, k=max_bin_count",
+        "reference_seconds": ref_s,
+        "ratio": ratio,
+        "threads": threads,
+        "agml_peak_rss_mib": ours["peak_rss_mib"],
+        "reference_peak_rss_mib": reference["peak_rss_mib"],
+        "max_value_difference": max_diff,
+        "date": agml::store::utc_now(),
+    }))
+}
+
+/// A CUB-like photo: 500 x 375, smooth colours plus texture (so JPEG decoding does real work).
+fn write_jpegs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(224);
+    let mut paths = Vec::new();
+    for i in 0..LOADER_IMAGES {
+        let (a, b): (f32, f32) = (rng.random_range(0.01..0.05), rng.random_range(0.01..0.05));
+        let image = image::RgbImage::from_fn(500, 375, |x, y| {
+            let (x, y) = (x as f32, y as f32);
+            let noise = ((x * 12.9898 + y * 78.233).sin() * 43758.547).fract() * 40.0;
+            image::Rgb([
+                (128.0 + 100.0 * (a * x).sin() + noise) as u8,
+                (128.0 + 100.0 * (b * y).cos() + noise) as u8,
+                (128.0 + 60.0 * (a * x + b * y).sin()) as u8,
+            ])
+        });
+        let path = dir.join(format!("{i:03}.jpg"));
+        image.save(&path)?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+fn loader_bench(dir: &Path) -> anyhow::Result<Value> {
+    let name = "loader/jpeg-224";
+    let paths = write_jpegs(dir)?;
+    let set = ImageSet {
+        images: Images::Files {
+            paths: paths.clone(),
+            transform: Transform::default(),
+        },
+        labels: vec![0; paths.len()],
+        class_ids: vec![0],
+        channels: 3,
+        height: 224,
+        width: 224,
+    };
+    let indices: Vec<usize> = (0..paths.len()).collect();
+    let start = Instant::now();
+    for (b, batch) in indices.chunks(STEP_BATCH).enumerate() {
+        let view = View::Train {
+            seed: 0,
+            epoch: 0,
+            position: b * STEP_BATCH,
+        };
+        set.batch(batch, view)?;
+    }
+    let per_image = start.elapsed().as_secs_f64() / paths.len() as f64;
+    println!(
+        "{name}: {:.0} images/s; timing one ResNet-50 training step...",
+        1.0 / per_image
+    );
+    let step = train_step_seconds()?;
+    let step_per_image = step / STEP_BATCH as f64;
+    let ratio = per_image / step_per_image;
+    println!(
+        "{name}: loader {:.1} images/s, ResNet-50 + attentive flex training step {:.2} images/s: \
+         ratio {ratio:.4} (target <= 0.5)",
+        1.0 / per_image,
+        1.0 / step_per_image
+    );
+    Ok(json!({
+        "name": name,
+        "agml_seconds": per_image,
+        "reference": "seconds per image of an agml flex training step, ResNet-50 + attentive, 224x224, batch 32",
+        "reference_seconds": step_per_image,
+        "ratio": ratio,
+        "date": agml::store::utc_now(),
+    }))
+}
+
+/// Seconds of one flex training step (after a warm-up step), by the train_step_bench binary.
+fn train_step_seconds() -> anyhow::Result<f64> {
+    let me = std::env::current_exe()?;
+    let step_bench = me.with_file_name("train_step_bench");
+    let output = Command::new(&step_bench)
+        .args(["resnet50", "attentive", "224", &STEP_BATCH.to_string(), "1"])
+        .output()
+        .with_context(|| format!("running {}", step_bench.display()))?;
+    if !output.status.success() {
+        bail!(
+            "train_step_bench failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "... 38.612 s/step over 1 steps"
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| *w == "s/step")
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| words[i].parse::<f64>().ok())
+        .with_context(|| format!("train_step_bench printed {text}"))
+}

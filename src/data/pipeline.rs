@@ -1,0 +1,343 @@
+//! The image pipeline of the photo datasets: decode (JPEG/PNG), the training transform
+//! (RandomResizedCrop + horizontal flip) or the test transform (Resize + CenterCrop), and the
+//! backbone's input normalisation, as torchvision's transforms do it.
+//!
+//! Augmentation draws from a generator seeded by (run seed, epoch, position in the epoch), so
+//! an epoch's images are the same in every run and after a resume.
+
+use std::path::Path;
+
+use image::imageops::{self, FilterType};
+use image::{ImageReader, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::BadInput;
+use crate::model::BackboneKind;
+
+/// How pixels are scaled and ordered for the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalization {
+    /// RGB in [0, 1], then ImageNet mean / std (torchvision models).
+    Imagenet,
+    /// BGR, then mean [0.502, 0.4588, 0.4078] and std 0.0039 on [0, 1] values, i.e. inputs in
+    /// about 0..255 (the Caffe-trained BN-Inception).
+    BnInception,
+}
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const BN_INCEPTION_MEAN: [f32; 3] = [0.502, 0.4588, 0.4078];
+const BN_INCEPTION_STD: f32 = 0.0039;
+
+impl Normalization {
+    /// The convention of `backbone`'s pretrained weights.
+    pub fn of(backbone: BackboneKind) -> Self {
+        match backbone {
+            BackboneKind::Bninception => Normalization::BnInception,
+            _ => Normalization::Imagenet,
+        }
+    }
+}
+
+/// The transforms of one run (part of the cell's configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transform {
+    /// Side of the square training crop (224; 227 for GoogLeNet in the authors' code).
+    pub crop: usize,
+    /// Side of the test crop.
+    pub test_crop: usize,
+    /// Shorter side after the test Resize (256).
+    pub resize: usize,
+    /// RandomResizedCrop's range of the crop's area, as a fraction of the image.
+    pub scale: [f64; 2],
+    /// RandomResizedCrop's range of the crop's aspect ratio (width / height).
+    pub ratio: [f64; 2],
+    /// Horizontal flip with probability 0.5.
+    pub flip: bool,
+    pub normalization: Normalization,
+}
+
+impl Default for Transform {
+    fn default() -> Self {
+        Self {
+            crop: 224,
+            test_crop: 224,
+            resize: 256,
+            scale: [0.08, 1.0],
+            ratio: [3.0 / 4.0, 4.0 / 3.0],
+            flip: true,
+            normalization: Normalization::Imagenet,
+        }
+    }
+}
+
+/// Train (augmented, seeded) or test (deterministic) view of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The `position`-th image drawn in `epoch` (0-based) of the run with `seed`.
+    Train {
+        seed: u64,
+        epoch: usize,
+        position: usize,
+    },
+    Test,
+}
+
+impl View {
+    /// The view of the `k`-th image of a batch that starts at this view's position.
+    pub fn nth(self, k: usize) -> View {
+        match self {
+            View::Train {
+                seed,
+                epoch,
+                position,
+            } => View::Train {
+                seed,
+                epoch,
+                position: position + k,
+            },
+            View::Test => View::Test,
+        }
+    }
+
+    fn rng(self) -> ChaCha8Rng {
+        match self {
+            View::Train {
+                seed,
+                epoch,
+                position,
+            } => ChaCha8Rng::seed_from_u64(
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ ((epoch as u64) << 40)
+                    ^ (position as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+            ),
+            View::Test => ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+}
+
+/// Decodes an image file to 8-bit RGB (greyscale and palette images are expanded).
+pub fn decode(path: &Path) -> Result<RgbImage, BadInput> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| BadInput::new(format!("{}: cannot open the image: {e}", path.display())))?
+        .with_guessed_format()
+        .map_err(|e| BadInput::new(format!("{}: cannot read the image: {e}", path.display())))?;
+    let image = reader.decode().map_err(|e| {
+        BadInput::new(format!(
+            "{}: not a decodable JPEG/PNG image: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(image.into_rgb8())
+}
+
+impl Transform {
+    /// Side of the images of `view`.
+    pub fn side(&self, view: View) -> usize {
+        match view {
+            View::Train { .. } => self.crop,
+            View::Test => self.test_crop,
+        }
+    }
+
+    /// The image at `path` as normalised `[3, side, side]` f32 values.
+    pub fn load(&self, path: &Path, view: View) -> Result<Vec<f32>, BadInput> {
+        let image = decode(path)?;
+        Ok(self.normalize(&self.apply(&image, view)))
+    }
+
+    /// The geometric transform of `view`.
+    pub fn apply(&self, image: &RgbImage, view: View) -> RgbImage {
+        match view {
+            View::Train { .. } => {
+                let mut rng = view.rng();
+                let (x, y, w, h) = random_resized_crop_box(
+                    image.width(),
+                    image.height(),
+                    self.scale,
+                    self.ratio,
+                    &mut rng,
+                );
+                let crop = imageops::crop_imm(image, x, y, w, h).to_image();
+                let side = self.crop as u32;
+                let mut out = imageops::resize(&crop, side, side, FilterType::Triangle);
+                if self.flip && rng.random_bool(0.5) {
+                    imageops::flip_horizontal_in_place(&mut out);
+                }
+                out
+            }
+            View::Test => {
+                let (w, h) = resized_shorter_side(image.width(), image.height(), self.resize);
+                let resized = imageops::resize(image, w, h, FilterType::Triangle);
+                let side = (self.test_crop as u32).min(w).min(h);
+                // torchvision's CenterCrop rounds the offsets.
+                let x = ((w - side) as f64 / 2.0).round() as u32;
+                let y = ((h - side) as f64 / 2.0).round() as u32;
+                let mut out = imageops::crop_imm(&resized, x, y, side, side).to_image();
+                if side as usize != self.test_crop {
+                    // An image smaller than the crop after resizing (resize < test_crop).
+                    let s = self.test_crop as u32;
+                    out = imageops::resize(&out, s, s, FilterType::Triangle);
+                }
+                out
+            }
+        }
+    }
+
+    /// `[3, h, w]` channel-major values in the backbone's convention.
+    pub fn normalize(&self, image: &RgbImage) -> Vec<f32> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let plane = w * h;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, pixel) in image.pixels().enumerate() {
+            for c in 0..3 {
+                let v = f32::from(pixel.0[c]) / 255.0;
+                match self.normalization {
+                    Normalization::Imagenet => {
+                        out[c * plane + i] = (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                    }
+                    Normalization::BnInception => {
+                        // Channel c of the input goes to plane 2 - c (RGB -> BGR).
+                        let o = 2 - c;
+                        out[o * plane + i] = (v - BN_INCEPTION_MEAN[o]) / BN_INCEPTION_STD;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// torchvision's Resize(size) with an int: the shorter side becomes `size`, the longer keeps
+/// the aspect ratio (truncated).
+fn resized_shorter_side(w: u32, h: u32, size: usize) -> (u32, u32) {
+    let size = size as u64;
+    let (w64, h64) = (u64::from(w), u64::from(h));
+    if w <= h {
+        (size as u32, (size * h64 / w64).max(1) as u32)
+    } else {
+        ((size * w64 / h64).max(1) as u32, size as u32)
+    }
+}
+
+/// torchvision's RandomResizedCrop.get_params: (x, y, width, height) of the crop.
+fn random_resized_crop_box(
+    width: u32,
+    height: u32,
+    scale: [f64; 2],
+    ratio: [f64; 2],
+    rng: &mut impl Rng,
+) -> (u32, u32, u32, u32) {
+    let (w_img, h_img) = (f64::from(width), f64::from(height));
+    let area = w_img * h_img;
+    let log_ratio = [ratio[0].ln(), ratio[1].ln()];
+    for _ in 0..10 {
+        let target = area * rng.random_range(scale[0]..=scale[1]);
+        let aspect = rng.random_range(log_ratio[0]..=log_ratio[1]).exp();
+        let w = (target * aspect).sqrt().round();
+        let h = (target / aspect).sqrt().round();
+        if w > 0.0 && h > 0.0 && w <= w_img && h <= h_img {
+            let (w, h) = (w as u32, h as u32);
+            let y = rng.random_range(0..=height - h);
+            let x = rng.random_range(0..=width - w);
+            return (x, y, w, h);
+        }
+    }
+    // Fallback: the whole image, cropped centrally to the ratio range.
+    let in_ratio = w_img / h_img;
+    let (w, h) = if in_ratio < ratio[0] {
+        (width, ((w_img / ratio[0]).round() as u32).max(1))
+    } else if in_ratio > ratio[1] {
+        (((h_img * ratio[1]).round() as u32).max(1), height)
+    } else {
+        (width, height)
+    };
+    ((width - w) / 2, (height - h) / 2, w, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128])
+        })
+    }
+
+    #[test]
+    fn crop_boxes_lie_inside_the_image_and_respect_scale_and_ratio() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..500 {
+            let (x, y, w, h) =
+                random_resized_crop_box(500, 375, [0.08, 1.0], [0.75, 4.0 / 3.0], &mut rng);
+            assert!(x + w <= 500 && y + h <= 375 && w > 0 && h > 0);
+            let area = f64::from(w * h) / (500.0 * 375.0);
+            assert!((0.07..=1.01).contains(&area), "area fraction {area}");
+            let r = f64::from(w) / f64::from(h);
+            assert!((0.73..=1.37).contains(&r), "ratio {r}");
+        }
+        // An extreme strip falls back to a centred crop of the allowed ratio.
+        let (x, y, w, h) = random_resized_crop_box(1000, 10, [0.9, 1.0], [0.75, 1.333], &mut rng);
+        assert_eq!((w, h), (13, 10));
+        assert_eq!((x, y), (493, 0));
+    }
+
+    #[test]
+    fn train_view_is_seeded_by_seed_epoch_and_position() {
+        let transform = Transform {
+            crop: 32,
+            ..Transform::default()
+        };
+        let image = gradient(120, 90);
+        let view = |seed, epoch, position| View::Train {
+            seed,
+            epoch,
+            position,
+        };
+        let a = transform.apply(&image, view(1, 0, 5));
+        assert_eq!(a.dimensions(), (32, 32));
+        assert_eq!(a, transform.apply(&image, view(1, 0, 5)));
+        assert_ne!(a, transform.apply(&image, view(1, 0, 6)));
+        assert_ne!(a, transform.apply(&image, view(1, 1, 5)));
+        assert_ne!(a, transform.apply(&image, view(2, 0, 5)));
+    }
+
+    #[test]
+    fn test_view_resizes_the_shorter_side_and_crops_the_centre() {
+        let transform = Transform {
+            resize: 64,
+            test_crop: 56,
+            ..Transform::default()
+        };
+        assert_eq!(resized_shorter_side(500, 375, 256), (341, 256));
+        assert_eq!(resized_shorter_side(375, 500, 256), (256, 341));
+        let out = transform.apply(&gradient(200, 100), View::Test);
+        assert_eq!(out.dimensions(), (56, 56));
+        // The centre column of the output is the centre column of the input (red ~ x).
+        let centre = out.get_pixel(28, 28).0[0];
+        assert!((120..=136).contains(&centre), "red at the centre {centre}");
+    }
+
+    #[test]
+    fn normalisation_follows_each_backbone_convention() {
+        let image = RgbImage::from_pixel(2, 1, Rgb([255, 0, 128]));
+        let imagenet = Transform::default().normalize(&image);
+        assert_eq!(imagenet.len(), 6);
+        assert!((imagenet[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+        assert!((imagenet[2] - (0.0 - 0.456) / 0.224).abs() < 1e-5);
+        let bgr = Transform {
+            normalization: Normalization::BnInception,
+            ..Transform::default()
+        }
+        .normalize(&image);
+        // Plane 0 is blue (128 / 255), plane 2 is red (1.0).
+        assert!((bgr[0] - (128.0 / 255.0 - 0.502) / 0.0039).abs() < 1e-3);
+        assert!((bgr[4] - (1.0 - 0.4078) / 0.0039).abs() < 1e-3);
+    }
+}
