@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::*;
@@ -223,4 +224,28 @@ fn the_committed_matrices_are_valid() {
         let m = Matrix::load(&path).unwrap();
         assert!(!m.cells.is_empty(), "{}", path.display());
     }
+}
+
+#[test]
+fn folds_expand_into_one_cell_per_fold_and_filter_by_fold() {
+    let text = format!(
+        "{BASE}\n[datasets.fashion-mnist]\nvalidation = \"classes\"\nfolds = 3\n[defaults]\nbatch_size = 16\nsamples_per_class = 8\n"
+    );
+    let m = parse(&text).unwrap();
+    // 8 cells without folds, each now in 3 folds.
+    assert_eq!(m.cells.len(), 8 * 3);
+    let folds: HashSet<Option<usize>> = m.cells.iter().map(|c| c.values.fold).collect();
+    assert_eq!(folds, HashSet::from([Some(0), Some(1), Some(2)]));
+    let hashes: HashSet<&str> = m.cells.iter().map(|c| c.hash.as_str()).collect();
+    assert_eq!(hashes.len(), m.cells.len(), "each fold is its own cell");
+    let filter = CellFilter::parse(&["fold=1".to_string()]).unwrap();
+    assert_eq!(m.select(&filter).len(), 8);
+
+    let message = error(&text.replace("folds = 3", "folds = 1"));
+    assert!(message.contains("at least 2"), "{message}");
+    let message = error(&text.replace("validation = \"classes\"", "validation = \"images\""));
+    assert!(
+        message.contains("folds split the training classes"),
+        "{message}"
+    );
 }
