@@ -7,6 +7,7 @@ use agml::error::{BadInput, is_bad_input};
 use agml::matrix::{CellFilter, Matrix};
 use agml::progress::Progress;
 use agml::report::{SummaryTable, collect_runs, write_summary_tables};
+use agml::schedule::slurm::{self, QueueState, SlurmOptions};
 use agml::schedule::{RunOptions, missing_inputs, plan, run_cells};
 use agml::store::{RunState, RunStore, verify_run, verify_store};
 use agml::train::Backend;
@@ -18,6 +19,24 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// What `--executor slurm` asks of the cluster.
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// SLURM partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Time limit per cell (sbatch --time, e.g. 2:00:00).
+    #[arg(long)]
+    time: Option<String>,
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// At most K cells at once.
+    #[arg(long)]
+    array_parallelism: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +75,20 @@ enum Command {
         /// Try a failed cell up to N more times.
         #[arg(long, default_value_t = 0)]
         retries: usize,
+        /// `local` (this machine) or `slurm` (one sbatch job array over the pending cells).
+        #[arg(long, default_value = "local")]
+        executor: String,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Train one cell of a SLURM submission (what each array task runs).
+    RunCell {
+        /// The cell's hash (its configuration is in <results>/queue/<hash>.json).
+        hash: String,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long, default_value = "flex")]
+        backend: String,
     },
     /// Count the cells of a matrix by state and show failures with their reasons.
     Status {
@@ -176,8 +209,20 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             force,
             rerun_stale,
             retries,
+            executor,
+            slurm,
         } => {
             let backend: Backend = backend.parse()?;
+            let on_slurm = match executor.as_str() {
+                "local" => false,
+                "slurm" => true,
+                other => {
+                    return Err(BadInput::new(format!(
+                        "--executor {other}: unknown executor (known: local, slurm)"
+                    ))
+                    .into());
+                }
+            };
             if jobs == 0 {
                 return Err(BadInput::new("--jobs must be at least 1").into());
             }
@@ -221,6 +266,9 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
+            if on_slurm {
+                return submit_to_slurm(&todo, &store, &matrix, backend, &slurm);
+            }
             tracing::info!(
                 "{}: training {} of {} selected cells on {backend}",
                 matrix.name,
@@ -256,25 +304,99 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::RunCell {
+            hash,
+            results,
+            backend,
+        } => {
+            let backend: Backend = backend.parse()?;
+            let store = RunStore::new(&results);
+            let cell = slurm::queued_cell(&store, &hash)?;
+            if let RunState::Done(manifest) = store.state(&hash, agml::train::SEMANTICS)
+                && verify_run(&store, &manifest).is_empty()
+            {
+                println!("{}: done already", &hash[..12]);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = RunOptions {
+                backend,
+                jobs: 1,
+                force: false,
+                retries: 0,
+            };
+            let summary = run_cells(&[&cell], &store, &options, progress)?;
+            for (hash, reason) in &summary.failed {
+                println!("failed {}: {reason}", &hash[..12]);
+            }
+            for (hash, reason) in &summary.skipped {
+                println!("skipped {}: {reason}", &hash[..12]);
+            }
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Status {
             matrix,
             results,
             json,
         } => {
             let matrix = Matrix::load(&matrix)?;
-            let entries = plan(&matrix, &CellFilter::default(), &RunStore::new(&results));
+            let store = RunStore::new(&results);
+            let entries = plan(&matrix, &CellFilter::default(), &store);
+            // SLURM's view of the cells the store does not have yet (none without SLURM).
+            let queue = slurm::queue_states(&store).unwrap_or_default();
+            let on_slurm = |entry: &agml::schedule::PlanEntry| match entry.state {
+                RunState::Done(_) => None,
+                _ => queue.get(&entry.cell.hash).copied(),
+            };
             if json {
                 let mut counts = serde_json::Map::new();
                 for label in ["done", "pending", "failed", "stale"] {
                     let n = entries.iter().filter(|e| e.state.label() == label).count();
                     counts.insert(label.into(), n.into());
                 }
-                let cells: Vec<_> = entries.iter().map(|e| e.to_json()).collect();
+                let cells: Vec<_> = entries
+                    .iter()
+                    .map(|e| {
+                        let mut value = e.to_json();
+                        if let Some(state) = on_slurm(e) {
+                            value["slurm"] = state.label().into();
+                        }
+                        value
+                    })
+                    .collect();
+                for state in [QueueState::Queued, QueueState::Running] {
+                    let n = entries
+                        .iter()
+                        .filter(|e| on_slurm(e) == Some(state))
+                        .count();
+                    counts.insert(state.label().into(), n.into());
+                }
                 counts.insert("cells".into(), cells.into());
                 println!("{}", serde_json::to_string_pretty(&counts)?);
             } else {
                 println!("{}", counts_line(&matrix, entries.iter().map(|e| &e.state)));
+                let queued = entries
+                    .iter()
+                    .filter(|e| on_slurm(e) == Some(QueueState::Queued));
+                let running = entries
+                    .iter()
+                    .filter(|e| on_slurm(e) == Some(QueueState::Running));
+                let (queued, running) = (queued.count(), running.count());
+                if queued + running > 0 {
+                    println!("on SLURM: {queued} queued, {running} running");
+                }
                 for entry in &entries {
+                    if let Some(state) = on_slurm(entry) {
+                        println!(
+                            "{:<8} {}  {}",
+                            state.label(),
+                            &entry.cell.hash[..12],
+                            entry.cell.values
+                        );
+                    }
                     if let RunState::Failed(failure) = &entry.state {
                         println!(
                             "failed {}  {}: {}",
@@ -399,6 +521,48 @@ fn named_hashes(folder: &Path) -> anyhow::Result<std::collections::HashSet<Strin
         named.extend(Matrix::load(&path)?.cells.into_iter().map(|c| c.hash));
     }
     Ok(named)
+}
+
+/// `run --executor slurm`: one job array over the cells SLURM does not already hold.
+fn submit_to_slurm(
+    todo: &[&agml::matrix::PlannedCell],
+    store: &RunStore,
+    matrix: &Matrix,
+    backend: Backend,
+    args: &SlurmArgs,
+) -> anyhow::Result<ExitCode> {
+    let held = slurm::queue_states(store).unwrap_or_default();
+    let cells: Vec<_> = todo
+        .iter()
+        .copied()
+        .filter(|c| !held.contains_key(&c.hash))
+        .collect();
+    if cells.len() < todo.len() {
+        println!(
+            "{} cells are already queued or running on SLURM: not submitted again",
+            todo.len() - cells.len()
+        );
+    }
+    if cells.is_empty() {
+        println!("nothing to submit");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = SlurmOptions {
+        partition: args.partition.clone(),
+        time: args.time.clone(),
+        gpus_per_task: args.gpus_per_task,
+        cpus_per_task: args.cpus_per_task,
+        array_parallelism: args.array_parallelism,
+    };
+    let submission = slurm::submit(&cells, store, &matrix.name, backend, &options)?;
+    println!(
+        "submitted job array {} with {} cells of {}; `agml status {}` follows them",
+        submission.job_id,
+        cells.len(),
+        matrix.name,
+        matrix.path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn counts_line<'a>(matrix: &Matrix, states: impl Iterator<Item = &'a RunState>) -> String {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetName;
 use crate::error::BadInput;
@@ -32,7 +32,7 @@ pub struct Matrix {
 }
 
 /// One cell: its effective configuration, hash and the axis values it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedCell {
     pub hash: String,
     pub config: RunConfig,
@@ -44,7 +44,7 @@ pub struct PlannedCell {
 }
 
 /// The value of each axis for one cell.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AxisValues {
     pub dataset: DatasetName,
     pub backbone: BackboneKind,
@@ -54,7 +54,7 @@ pub struct AxisValues {
     pub groups: usize,
     pub seed: u64,
     /// The validation fold, with k-fold class-disjoint validation.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fold: Option<usize>,
 }
 

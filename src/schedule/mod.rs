@@ -4,6 +4,7 @@ pub mod gc;
 pub mod local;
 pub mod plan;
 pub mod provenance;
+pub mod slurm;
 
 pub use local::{RunOptions, RunSummary, run_cells};
 pub use plan::{PlanEntry, missing_inputs, plan};
