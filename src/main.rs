@@ -292,17 +292,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 summary.failed.len(),
                 results.display()
             );
-            for (hash, reason) in &summary.failed {
-                println!("failed {}: {reason}", &hash[..12]);
-            }
-            for (hash, reason) in &summary.skipped {
-                println!("skipped {}: {reason}", &hash[..12]);
-            }
-            Ok(if summary.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(summary_exit(&summary))
         }
         Command::RunCell {
             hash,
@@ -325,17 +315,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 retries: 0,
             };
             let summary = run_cells(&[&cell], &store, &options, progress)?;
-            for (hash, reason) in &summary.failed {
-                println!("failed {}: {reason}", &hash[..12]);
-            }
-            for (hash, reason) in &summary.skipped {
-                println!("skipped {}: {reason}", &hash[..12]);
-            }
-            Ok(if summary.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(summary_exit(&summary))
         }
         Command::Status {
             matrix,
@@ -521,6 +501,21 @@ fn named_hashes(folder: &Path) -> anyhow::Result<std::collections::HashSet<Strin
         named.extend(Matrix::load(&path)?.cells.into_iter().map(|c| c.hash));
     }
     Ok(named)
+}
+
+/// Lists the failed and skipped cells of a run; exit 1 if any failed.
+fn summary_exit(summary: &agml::schedule::RunSummary) -> ExitCode {
+    for (hash, reason) in &summary.failed {
+        println!("failed {}: {reason}", &hash[..12]);
+    }
+    for (hash, reason) in &summary.skipped {
+        println!("skipped {}: {reason}", &hash[..12]);
+    }
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// `run --executor slurm`: one job array over the cells SLURM does not already hold.
