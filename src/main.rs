@@ -66,6 +66,9 @@ enum Command {
         /// Cells trained at the same time.
         #[arg(long, default_value_t = 1)]
         jobs: usize,
+        /// Devices, each training one cell at a time (cpu, cuda:0, ...; GPUs need tch).
+        #[arg(long, value_delimiter = ',', conflicts_with = "jobs")]
+        devices: Vec<String>,
         /// Redo selected cells that are already done.
         #[arg(long)]
         force: bool,
@@ -89,6 +92,9 @@ enum Command {
         results: PathBuf,
         #[arg(long, default_value = "flex")]
         backend: String,
+        /// The device to train on (cpu, cuda:0, ...).
+        #[arg(long, value_delimiter = ',')]
+        devices: Vec<String>,
     },
     /// Count the cells of a matrix by state and show failures with their reasons.
     Status {
@@ -206,6 +212,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             results,
             backend,
             jobs,
+            devices,
             force,
             rerun_stale,
             retries,
@@ -281,6 +288,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 &RunOptions {
                     backend,
                     jobs,
+                    devices,
                     force,
                     retries,
                 },
@@ -298,6 +306,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             hash,
             results,
             backend,
+            devices,
         } => {
             let backend: Backend = backend.parse()?;
             let store = RunStore::new(&results);
@@ -311,6 +320,7 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
             let options = RunOptions {
                 backend,
                 jobs: 1,
+                devices,
                 force: false,
                 retries: 0,
             };

@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub backend: Backend,
     /// Cells trained at the same time.
     pub jobs: usize,
+    /// Devices by name (`cpu`, `cuda:0`, ...), each training one cell at a time; empty: the
+    /// backend's CPU device shared by `jobs` cells.
+    pub devices: Vec<String>,
     /// Redo cells that are done (otherwise a cell another process finished meanwhile is skipped).
     pub force: bool,
     /// Further attempts at a cell that failed.
@@ -50,13 +53,37 @@ pub fn run_cells(
     options: &RunOptions,
     progress: &Progress,
 ) -> anyhow::Result<RunSummary> {
-    let device = options.backend.device()?;
-    let origin = Origin::detect(options.backend, &device);
+    // A pool of (device, provenance): with --devices, one cell per device at a time.
+    let named = if options.devices.is_empty() {
+        vec![options.backend.device()?; options.jobs.max(1)]
+    } else {
+        options
+            .devices
+            .iter()
+            .map(|name| options.backend.device_named(name))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let jobs = named.len();
+    let free: Mutex<Vec<(Device, Origin)>> = Mutex::new(
+        named
+            .into_iter()
+            .map(|device| {
+                let origin = Origin::detect(options.backend, &device);
+                (device, origin)
+            })
+            .collect(),
+    );
     let datasets = load_datasets(cells)?;
 
     let cells_bar = progress.cells(cells.len());
     let summary = Mutex::new(RunSummary::default());
     let run = |cell: &&PlannedCell| {
+        // At most `jobs` cells run at once, so a device is always free here.
+        let (device, origin) = free
+            .lock()
+            .expect("device pool")
+            .pop()
+            .expect("a free device");
         let key = dataset_key(cell);
         let batches = progress.batches();
         cells_bar.set_message(format!("{}", cell.values));
@@ -83,6 +110,7 @@ pub fn run_cells(
             }
         }
         progress.remove(&batches);
+        free.lock().expect("device pool").push((device, origin));
         cells_bar.inc(1);
         let mut summary = summary.lock().expect("summary lock");
         match result {
@@ -100,12 +128,12 @@ pub fn run_cells(
             }
         }
     };
-    if options.jobs <= 1 {
+    if jobs <= 1 {
         // On the calling thread, so the backend's own parallelism has every core.
         cells.iter().for_each(run);
     } else {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(options.jobs)
+            .num_threads(jobs)
             .build()
             .context("starting the worker threads")?;
         pool.install(|| cells.par_iter().for_each(run));

@@ -108,9 +108,15 @@ fn job_script(
          hash=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {cells})\n\
          # The backend's threads: the CPUs SLURM gave this task.\n\
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
-         exec {} run-cell \"$hash\" --results {} --backend {backend}",
+         exec {} run-cell \"$hash\" --results {} --backend {backend}{}",
         quote(&agml.to_string_lossy()),
         quote(&results.to_string_lossy()),
+        // SLURM shows a task only its own GPUs: the first one is its device.
+        if options.gpus_per_task.is_some() {
+            " --devices cuda:0"
+        } else {
+            ""
+        },
     )
     .expect("string");
     s
@@ -306,7 +312,7 @@ mod tests {
             assert!(script.contains(line), "{line} in\n{script}");
         }
         assert!(script.contains(r"exec '/bin/it'\''s agml' run-cell"));
-        assert!(script.contains("--results '/r' --backend flex"));
+        assert!(script.contains("--results '/r' --backend flex --devices cuda:0"));
         assert!(
             script.contains(r#"sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" '/r/slurm/x/cells.txt'"#)
         );

@@ -53,4 +53,26 @@ impl Backend {
             ))),
         }
     }
+
+    /// The device named `name`: `cpu`, or `cuda:N` (tch only).
+    pub fn device_named(self, name: &str) -> Result<Device, BadInput> {
+        if name == "cpu" {
+            return self.device();
+        }
+        let Some(index) = name
+            .strip_prefix("cuda:")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            return Err(BadInput::new(format!(
+                "--devices {name}: not a device (cpu or cuda:N)"
+            )));
+        };
+        match self {
+            #[cfg(feature = "tch")]
+            Backend::Tch => Ok(Device::libtorch_cuda(index)),
+            _ => Err(BadInput::new(format!(
+                "--devices cuda:{index}: GPUs need --backend tch (and an agml built with the `tch` feature)"
+            ))),
+        }
+    }
 }
