@@ -21,6 +21,28 @@ struct Cli {
     command: Command,
 }
 
+/// `agml check ...`
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// Each head under permutations of feature-map positions and the whole network under
+    /// circular input shifts, with a flatten head as the negative control; writes
+    /// <out>/tables/invariance.{md,tex}; exit 1 if attentive grouping is not invariant.
+    Invariance {
+        #[arg(long, default_value = "convnet-small")]
+        backbone: String,
+        /// Heads to check (default: all); the flatten control is always added.
+        #[arg(long, value_delimiter = ',')]
+        head: Vec<String>,
+        #[arg(long, default_value_t = 4)]
+        groups: usize,
+        #[arg(long, default_value = "paper")]
+        out: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// What `--executor slurm` asks of the cluster.
 #[derive(clap::Args)]
 struct SlurmArgs {
@@ -83,6 +105,11 @@ enum Command {
         executor: String,
         #[command(flatten)]
         slurm: SlurmArgs,
+    },
+    /// Checks of the method's claims (no training).
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
     },
     /// Train one cell of a SLURM submission (what each array task runs).
     RunCell {
@@ -301,6 +328,60 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
                 results.display()
             );
             Ok(summary_exit(&summary))
+        }
+        Command::Check {
+            what:
+                CheckCommand::Invariance {
+                    backbone,
+                    head,
+                    groups,
+                    out,
+                    json,
+                },
+        } => {
+            let name =
+                |kind: &str, text: &str| BadInput::new(format!("--{kind} {text}: unknown name"));
+            let backbone = serde_json::from_value(serde_json::Value::String(backbone.clone()))
+                .map_err(|_| name("backbone", &backbone))?;
+            let heads = if head.is_empty() {
+                agml::model::HeadKind::ALL.to_vec()
+            } else {
+                head.iter()
+                    .map(|h| {
+                        serde_json::from_value(serde_json::Value::String(h.clone()))
+                            .map_err(|_| name("head", h))
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            if groups == 0 || groups > 64 {
+                return Err(BadInput::new("--groups must be in 1..=64").into());
+            }
+            let options = agml::check::invariance::InvarianceOptions {
+                backbone,
+                heads,
+                groups,
+                ..Default::default()
+            };
+            let report =
+                agml::check::invariance::check_invariance(&options, &Backend::Flex.device()?);
+            let tables = out.join("tables");
+            std::fs::create_dir_all(&tables)?;
+            agml::store::write_atomic(&tables.join("invariance.md"), report.markdown().as_bytes())?;
+            agml::store::write_atomic(&tables.join("invariance.tex"), report.latex().as_bytes())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.markdown());
+                println!("wrote {}/invariance.{{md,tex}}", tables.display());
+            }
+            for failure in &report.failures {
+                eprintln!("FAILED: {failure}");
+            }
+            Ok(if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::RunCell {
             hash,

@@ -452,3 +452,25 @@ fn a_run_killed_at_any_point_resumes_to_the_same_numbers() {
         "the resume state outlived the finished run"
     );
 }
+
+#[test]
+fn check_invariance_writes_its_table_and_passes_for_attentive_grouping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let run = agml(&["check", "invariance", "--out", out, "--json"]);
+    assert_eq!(run.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let attentive = rows.iter().find(|r| r["head"] == "attentive").unwrap();
+    assert!(attentive["permutation"].as_f64().unwrap() <= 1e-5);
+    let control = rows
+        .iter()
+        .find(|r| r["head"] == "flatten (control)")
+        .unwrap();
+    assert!(control["permutation"].as_f64().unwrap() > 1e-2);
+    let table = std::fs::read_to_string(tmp.path().join("tables/invariance.md")).unwrap();
+    assert_eq!(table.lines().filter(|l| l.starts_with("| ")).count(), 1 + 7);
+    assert!(tmp.path().join("tables/invariance.tex").is_file());
+    let bad = agml(&["check", "invariance", "--head", "atentive", "--out", out]);
+    assert_eq!(bad.status.code(), Some(2));
+}
