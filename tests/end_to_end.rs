@@ -97,6 +97,26 @@ fn smoke_matrix_runs_reports_and_never_reruns() {
         }
         // Five test classes: chance Recall@1 is about 0.2; even two tiny epochs beat it.
         assert!(metrics["test"]["recall@1"].as_f64().unwrap() > 0.3);
+        // The attentive cell keeps its attention maps (one test image per class) and its
+        // interpretability numbers; the no-grouping cell has neither.
+        let cell = std::fs::read_to_string(dir.join("cell.toml")).unwrap();
+        let interpretability = metrics["interpretability"].as_object().unwrap();
+        if cell.contains("head = \"attentive\"") {
+            for name in [
+                "attention-maps.npy",
+                "attention-images.npy",
+                "attention-labels.npy",
+            ] {
+                assert_eq!(artifacts[name], sha256_hex(&dir.join(name)), "{name}");
+            }
+            for key in ["attention_overlap", "attention_entropy", "group_cosine"] {
+                let value = interpretability[key].as_f64().unwrap();
+                assert!((-1.0..=1.0).contains(&value), "{key} = {value}");
+            }
+        } else {
+            assert!(!dir.join("attention-maps.npy").exists());
+            assert!(interpretability.is_empty());
+        }
         // The stored test embeddings reproduce the stored test metrics through `agml evaluate`.
         let evaluated = agml(&[
             "evaluate",

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod evaluate;
+pub mod interpretability;
 pub mod knn;
 pub mod npy;
 pub mod retrieval;

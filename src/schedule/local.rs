@@ -235,6 +235,23 @@ fn run_cell(
             &outcome.test_labels,
             dim,
         )?;
+        if let Some((maps, dims)) = &outcome.attention_maps {
+            // The sample's test-view images and their classes beside their maps: figures
+            // never need a forward pass.
+            let sample = &outcome.attention_sample;
+            let images = splits.test.batch(sample, crate::data::View::Test)?;
+            let shape = splits.test.batch_shape(crate::data::View::Test);
+            writer.write("attention-maps.npy", &f32_npy(maps, dims))?;
+            writer.write(
+                "attention-images.npy",
+                &f32_npy(&images, &[sample.len(), shape[0], shape[1], shape[2]]),
+            )?;
+            let labels: Vec<i64> = sample
+                .iter()
+                .map(|&i| splits.test.labels[i] as i64)
+                .collect();
+            writer.write("attention-labels.npy", &i64_npy(&labels, &[sample.len()]))?;
+        }
         if !outcome.gallery_labels.is_empty() {
             let (gallery, labels) = (&outcome.gallery_embeddings, &outcome.gallery_labels);
             write_embeddings(&mut writer, "gallery", gallery, labels, dim)?;

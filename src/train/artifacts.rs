@@ -25,6 +25,7 @@ pub fn metrics_json(outcome: &RunOutcome, selection_metric: &str) -> String {
         "val": selected.val,
         "test": selected.test,
         "test_max_over_epochs": best_test,
+        "interpretability": selected.interpretability,
     });
     serde_json::to_string_pretty(&value).expect("metrics serialise") + "\n"
 }
@@ -79,6 +80,7 @@ mod tests {
             diversity_loss: 5.0,
             val: Metrics::from([("recall@1".to_string(), val)]),
             test: Metrics::from([("recall@1".to_string(), test)]),
+            interpretability: Metrics::from([("group_cosine".to_string(), 0.1 * epoch as f64)]),
             seconds: 2.0,
         }
     }
@@ -94,12 +96,16 @@ mod tests {
             test_labels: vec![],
             gallery_embeddings: vec![],
             gallery_labels: vec![],
+            attention_sample: vec![],
+            attention_maps: None,
         };
         let value: serde_json::Value =
             serde_json::from_str(&metrics_json(&outcome, "recall@1")).unwrap();
         assert_eq!(value["selected_epoch"], 1);
         assert_eq!(value["test"]["recall@1"], 0.5);
         assert_eq!(value["test_max_over_epochs"]["recall@1"], 0.6);
+        // Interpretability of the selected epoch, apart from the accuracy metrics.
+        assert_eq!(value["interpretability"]["group_cosine"], 0.1);
         let csv = history_csv(&outcome);
         assert_eq!(
             csv.lines().next().unwrap(),

@@ -17,6 +17,7 @@ use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::run::{Best, EpochRecord};
+use crate::eval::npy::{NpyArray, NpyValues, f32_npy, read_npy};
 use crate::loss::MetricLoss;
 use crate::model::Embedder;
 use crate::store::write_atomic;
@@ -70,6 +71,9 @@ pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
         write("best.bpk", &best.checkpoint)?;
         write("best-embeddings.f32", &f32_bytes(&best.test_embeddings))?;
         write("best-gallery.f32", &f32_bytes(&best.gallery_embeddings))?;
+        if let Some((maps, dims)) = &best.attention_maps {
+            write("best-attention.npy", &f32_npy(maps, dims))?;
+        }
     }
     let progress = Progress {
         epochs_done: state.epochs_done,
@@ -79,7 +83,7 @@ pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
             .as_ref()
             .map(|b| (b.epoch, b.score, b.embedding_dim)),
     };
-    let text = serde_json::to_string(&progress)?;
+    let text = serde_json::to_string(&exact_floats(serde_json::to_value(&progress)?))?;
     write("progress.json", text.as_bytes())?;
     // The pointer last: before it moves, the previous epoch stays the one to resume from.
     write_atomic(&dir.join("current.json"), text.as_bytes())?;
@@ -104,7 +108,10 @@ pub fn load(
     let Ok(text) = fs::read_to_string(dir.join("current.json")) else {
         return Ok(None);
     };
-    let progress: Progress = serde_json::from_str(&text).context("reading the resume state")?;
+    let progress: Progress = serde_json::from_str(&text)
+        .map(restore_floats)
+        .and_then(serde_json::from_value)
+        .context("reading the resume state")?;
     let source = epoch_dir(dir, progress.epochs_done);
     let read = |name: &str| -> anyhow::Result<Bytes> {
         let path = source.join(name);
@@ -123,6 +130,16 @@ pub fn load(
             checkpoint: read("best.bpk")?.to_vec(),
             test_embeddings: f32s(&read("best-embeddings.f32")?),
             gallery_embeddings: f32s(&read("best-gallery.f32")?),
+            attention_maps: match read_npy(&source.join("best-attention.npy")) {
+                Ok(NpyArray {
+                    shape,
+                    values: NpyValues::Float(maps),
+                }) => Some((
+                    maps,
+                    shape[..].try_into().context("best-attention.npy: 4-D")?,
+                )),
+                _ => None,
+            },
             embedding_dim,
         }),
         None => None,
@@ -143,4 +160,56 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
+}
+
+/// Floats as their bit patterns (`"f64:<hex>"`): JSON text round trips of f64 are not exact
+/// with serde_json's default parser, and a resumed run must reproduce its history bit for bit.
+fn exact_floats(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            Value::String(format!("f64:{:016x}", n.as_f64().expect("f64").to_bits()))
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(exact_floats).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, exact_floats(v))).collect())
+        }
+        other => other,
+    }
+}
+
+/// The inverse of [`exact_floats`].
+fn restore_floats(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.starts_with("f64:") => u64::from_str_radix(&s[4..], 16)
+            .ok()
+            .and_then(|bits| serde_json::Number::from_f64(f64::from_bits(bits)))
+            .map_or(Value::Null, Value::Number),
+        Value::Array(items) => Value::Array(items.into_iter().map(restore_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, restore_floats(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_survive_the_state_file_bit_for_bit() {
+        let values = [0.9931781819056879f64, 0.1 + 0.2, 1e-300, 123.0, -0.0];
+        let value = serde_json::json!({ "m": values, "epoch": 3 });
+        let text = serde_json::to_string(&exact_floats(value.clone())).unwrap();
+        let back = restore_floats(serde_json::from_str(&text).unwrap());
+        let got: Vec<f64> = serde_json::from_value(back["m"].clone()).unwrap();
+        for (a, b) in values.iter().zip(&got) {
+            assert_eq!(a.to_bits(), b.to_bits());
+        }
+        assert_eq!(back["epoch"], 3);
+    }
 }

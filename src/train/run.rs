@@ -19,6 +19,7 @@ use super::resume;
 use crate::data::loader::for_each_batch;
 use crate::data::{ClassBalancedSampler, ImageSet, Splits, View};
 use crate::error::BadInput;
+use crate::eval::interpretability::Interpretability;
 use crate::eval::{Metrics, Vectors, clustering_metrics, query_gallery_metrics, retrieval_metrics};
 use crate::loss::{LossShape, MetricLoss, diversity_loss};
 use crate::model::embedder::{Embedder, EmbedderSpec};
@@ -28,6 +29,8 @@ use crate::model::layers::ParamInit;
 const LOSS_INIT_STREAM: u64 = 0x1055_0000_0000_0001;
 /// Images per forward pass when embedding a whole set.
 const EMBED_BATCH: usize = 500;
+/// Test images whose attention maps each run keeps (for figures without a forward pass).
+const ATTENTION_SAMPLE: usize = 8;
 
 /// One epoch of the history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +42,9 @@ pub struct EpochRecord {
     pub diversity_loss: f64,
     pub val: Metrics,
     pub test: Metrics,
+    /// Group cosine, attention overlap and entropy on the test set (heads with groups/maps).
+    #[serde(default)]
+    pub interpretability: Metrics,
     pub seconds: f64,
 }
 
@@ -58,6 +64,10 @@ pub struct RunOutcome {
     /// otherwise).
     pub gallery_embeddings: Vec<f32>,
     pub gallery_labels: Vec<usize>,
+    /// Test images (indices) whose attention maps were kept, and the maps `[k, P, h, w]` at the
+    /// selected epoch (heads with maps).
+    pub attention_sample: Vec<usize>,
+    pub attention_maps: Option<(Vec<f32>, [usize; 4])>,
 }
 
 impl RunOutcome {
@@ -153,6 +163,7 @@ pub fn train_run(
         train.batch_size,
         train.samples_per_class,
     );
+    let sample = attention_sample(&splits.test);
     let train_shape = splits.train.batch_shape(View::Train {
         seed: 0,
         epoch: 0,
@@ -231,12 +242,13 @@ pub fn train_run(
         criterion = criterion_slot.expect("set");
 
         let frozen = model.valid();
-        let (val, _) = evaluate(&frozen, &splits.val, None, &train.recall_k, device)?;
+        let (val, _) = evaluate(&frozen, &splits.val, None, &train.recall_k, &[], device)?;
         let (test, embedded) = evaluate(
             &frozen,
             &splits.test,
             splits.gallery.as_ref(),
             &train.recall_k,
+            &sample,
             device,
         )?;
         let steps = batches.len() as f64;
@@ -247,6 +259,7 @@ pub fn train_run(
             diversity_loss: diversity_sum / steps,
             val,
             test,
+            interpretability: embedded.interpretability,
             seconds: started.elapsed().as_secs_f64(),
         };
         let score = record.val[&train.selection_metric];
@@ -265,6 +278,7 @@ pub fn train_run(
                 test_embeddings: embedded.test,
                 gallery_embeddings: embedded.gallery,
                 embedding_dim: embedded.dim,
+                attention_maps: embedded.sample_maps,
             });
         }
         history.push(record);
@@ -303,6 +317,8 @@ pub fn train_run(
             .gallery
             .as_ref()
             .map_or_else(Vec::new, |g| g.labels.clone()),
+        attention_sample: sample,
+        attention_maps: best.attention_maps,
     })
 }
 
@@ -317,6 +333,8 @@ pub struct Best {
     /// Empty without a gallery.
     pub gallery_embeddings: Vec<f32>,
     pub embedding_dim: usize,
+    /// Attention maps of the attention sample, `[k, P, h, w]` (heads with maps).
+    pub attention_maps: Option<(Vec<f32>, [usize; 4])>,
 }
 
 fn pixels_tensor(pixels: Vec<f32>, n: usize, shape: [usize; 3], device: &Device) -> Tensor<4> {
@@ -326,39 +344,91 @@ fn pixels_tensor(pixels: Vec<f32>, n: usize, shape: [usize; 3], device: &Device)
     )
 }
 
-/// Embeddings of every image of `set` (test view), `[n, P * d]` row-major (groups
-/// concatenated).
+/// What one pass over a set (test view) gives.
+pub struct Embedding {
+    /// `[n, P * d]` row-major (groups concatenated).
+    pub embeddings: Vec<f32>,
+    pub dim: usize,
+    /// Group cosine, attention overlap and entropy over the set (see eval::interpretability).
+    pub interpretability: Metrics,
+    /// The maps of the images at `sample` (in that order), `[k, P, h, w]`, for heads with maps.
+    pub sample_maps: Option<(Vec<f32>, [usize; 4])>,
+}
+
+/// One pass of `model` over every image of `set` (test view); the maps of the images at
+/// `sample` are kept.
 pub fn embed(
     model: &Embedder,
     set: &ImageSet,
+    sample: &[usize],
     device: &Device,
-) -> anyhow::Result<(Vec<f32>, usize)> {
+) -> anyhow::Result<Embedding> {
     let shape = set.batch_shape(View::Test);
     let indices: Vec<usize> = (0..set.len()).collect();
     let chunks: Vec<Vec<usize>> = indices.chunks(EMBED_BATCH).map(<[usize]>::to_vec).collect();
     let mut out = Vec::new();
     let mut dim = 0;
+    let mut interpretability = Interpretability::default();
+    let mut kept: Vec<(usize, Vec<f32>)> = Vec::new();
+    let mut map_dims = [0usize; 3];
     for_each_batch(
         set,
         &chunks,
         |_| View::Test,
         |_, chunk, pixels| {
-            let groups = model
-                .forward(pixels_tensor(pixels, chunk.len(), shape, device))
-                .groups;
-            let [n, p, d] = groups.dims();
+            let output = model.forward(pixels_tensor(pixels, chunk.len(), shape, device));
+            let [n, p, d] = output.groups.dims();
             dim = p * d;
-            out.extend(
-                groups
-                    .reshape([n, p * d])
-                    .into_data()
-                    .try_into_vec::<f32>()
-                    .expect("float embeddings"),
-            );
+            let groups = output
+                .groups
+                .reshape([n, p * d])
+                .into_data()
+                .try_into_vec::<f32>()
+                .expect("float embeddings");
+            let maps = output.maps.map(|m| {
+                let [_, _, h, w] = m.dims();
+                map_dims = [p, h, w];
+                m.into_data().try_into_vec::<f32>().expect("float maps")
+            });
+            let positions = map_dims[1] * map_dims[2];
+            interpretability.add(&groups, p, d, maps.as_deref().map(|m| (m, positions)));
+            if let Some(maps) = &maps {
+                for (k, &i) in chunk.iter().enumerate() {
+                    if sample.contains(&i) {
+                        let len = p * positions;
+                        kept.push((i, maps[k * len..(k + 1) * len].to_vec()));
+                    }
+                }
+            }
+            out.extend(groups);
             Ok(())
         },
     )?;
-    Ok((out, dim))
+    let sample_maps = (!kept.is_empty()).then(|| {
+        let ordered: Vec<f32> = sample
+            .iter()
+            .filter_map(|i| kept.iter().find(|(j, _)| j == i))
+            .flat_map(|(_, m)| m.iter().copied())
+            .collect();
+        let [p, h, w] = map_dims;
+        (ordered, [sample.len(), p, h, w])
+    });
+    Ok(Embedding {
+        embeddings: out,
+        dim,
+        interpretability: interpretability.finish(),
+        sample_maps,
+    })
+}
+
+/// The images whose attention maps a run keeps: the first test image of each of the first
+/// eight test classes (the same images in every run on a dataset).
+pub fn attention_sample(set: &ImageSet) -> Vec<usize> {
+    set.indices_by_class()
+        .into_iter()
+        .filter_map(|members| members.first().copied())
+        .take(ATTENTION_SAMPLE)
+        .collect()
 }
 
 /// Embeddings of an evaluation: the test (or query) set and the gallery, if any.
@@ -366,6 +436,8 @@ struct Embedded {
     test: Vec<f32>,
     gallery: Vec<f32>,
     dim: usize,
+    interpretability: Metrics,
+    sample_maps: Option<(Vec<f32>, [usize; 4])>,
 }
 
 /// Retrieval metrics of `model` on `set` (leave-one-out, or each image of `set` against
@@ -375,20 +447,19 @@ fn evaluate(
     set: &ImageSet,
     gallery: Option<&ImageSet>,
     ks: &[usize],
+    sample: &[usize],
     device: &Device,
 ) -> anyhow::Result<(Metrics, Embedded)> {
-    let (test, dim) = embed(model, set, device)?;
-    Ok(match gallery {
-        None => (
-            retrieval_metrics(&test, dim, &set.labels, ks),
-            Embedded {
-                test,
-                gallery: Vec::new(),
-                dim,
-            },
-        ),
+    let Embedding {
+        embeddings: test,
+        dim,
+        interpretability,
+        sample_maps,
+    } = embed(model, set, sample, device)?;
+    let (metrics, gallery) = match gallery {
+        None => (retrieval_metrics(&test, dim, &set.labels, ks), Vec::new()),
         Some(gallery_set) => {
-            let (gallery, _) = embed(model, gallery_set, device)?;
+            let gallery = embed(model, gallery_set, &[], device)?.embeddings;
             let metrics = query_gallery_metrics(
                 Vectors::new(&test, dim),
                 &set.labels,
@@ -396,7 +467,17 @@ fn evaluate(
                 &gallery_set.labels,
                 ks,
             );
-            (metrics, Embedded { test, gallery, dim })
+            (metrics, gallery)
         }
-    })
+    };
+    Ok((
+        metrics,
+        Embedded {
+            test,
+            gallery,
+            dim,
+            interpretability,
+            sample_maps,
+        },
+    ))
 }
