@@ -33,6 +33,66 @@ pub struct SummaryRow {
     pub keys: Vec<String>,
     pub seeds: u32,
     pub values: Vec<(f64, f64)>,
+    /// Per metric: the best mean of its block (rows that share every key but head and groups).
+    pub best: Vec<bool>,
+    /// Per metric: the difference to the block's no-grouping row (none, P = 1) and whether it
+    /// is within noise; absent for that row itself or when the block has none.
+    pub delta: Vec<Option<(f64, bool)>>,
+}
+
+/// Keys that name the method; the other varying keys split the table into blocks.
+const METHOD_KEYS: [&str; 2] = ["head", "groups"];
+
+/// A difference is within noise when it is below two standard errors of the difference
+/// (normal approximation, sample std over seeds), or when either side has a single seed.
+fn within_noise(a: (f64, f64), n_a: u32, b: (f64, f64), n_b: u32) -> bool {
+    if n_a < 2 || n_b < 2 || a.1.is_nan() || b.1.is_nan() {
+        return true;
+    }
+    let se = (a.1 * a.1 / f64::from(n_a) + b.1 * b.1 / f64::from(n_b)).sqrt();
+    (a.0 - b.0).abs() < 2.0 * se
+}
+
+/// Marks each block's best means and each row's difference to its block's baseline.
+fn compare_within_blocks(keys: &[String], rows: &mut [SummaryRow]) {
+    let block_of = |row: &SummaryRow| -> Vec<String> {
+        keys.iter()
+            .zip(&row.keys)
+            .filter(|(k, _)| !METHOD_KEYS.contains(&k.as_str()))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let head = keys.iter().position(|k| k == "head");
+    let groups = keys.iter().position(|k| k == "groups");
+    let is_baseline = |row: &SummaryRow| {
+        head.is_some_and(|h| row.keys[h] == "none") && groups.is_none_or(|g| row.keys[g] == "1")
+    };
+    let snapshot: Vec<SummaryRow> = rows.to_vec();
+    for row in rows.iter_mut() {
+        let block: Vec<&SummaryRow> = snapshot
+            .iter()
+            .filter(|other| block_of(other) == block_of(row))
+            .collect();
+        let baseline = block.iter().find(|r| is_baseline(r));
+        let own_baseline = is_baseline(row);
+        for (m, &(mean, std)) in row.values.iter().enumerate() {
+            let top = block
+                .iter()
+                .map(|r| r.values[m].0)
+                .fold(f64::NEG_INFINITY, f64::max);
+            row.best[m] = mean == top && block.len() > 1;
+            row.delta[m] = match baseline {
+                Some(base) if !own_baseline => {
+                    let b = base.values[m];
+                    Some((
+                        mean - b.0,
+                        within_noise((mean, std), row.seeds, b, base.seeds),
+                    ))
+                }
+                _ => None,
+            };
+        }
+    }
 }
 
 /// Metric display order: Recall@K by K, then MAP@R, R-Precision, NMI, F1, then any other by
@@ -130,22 +190,26 @@ impl SummaryTable {
                     .unwrap_or(f64::NAN);
                 values.push((mean, std));
             }
+            let count = values.len();
             summary_rows.push(SummaryRow {
                 keys: key_values,
                 seeds,
                 values,
+                best: vec![false; count],
+                delta: vec![None; count],
             });
         }
-        let caption = if constant.is_empty() {
-            format!(
-                "{name}: test metrics (%) of the epoch selected on validation, mean ± std over seeds"
-            )
+        compare_within_blocks(&keys, &mut summary_rows);
+        let scope = if constant.is_empty() {
+            String::new()
         } else {
-            format!(
-                "{name} ({}): test metrics (%) of the epoch selected on validation, mean ± std over seeds",
-                constant.join(", ")
-            )
+            format!(" ({})", constant.join(", "))
         };
+        let caption = format!(
+            "{name}{scope}: test metrics (%) of the epoch selected on validation, mean ± std over \
+             seeds. Bold: best of its block; (+x): difference to no grouping (none, P = 1) of the \
+             same block; †: within noise (below two standard errors of the difference, or a single seed)"
+        );
         Ok(SummaryTable {
             caption,
             keys,
@@ -181,7 +245,16 @@ impl SummaryTable {
         for row in &self.rows {
             let mut cells = row.keys.clone();
             cells.push(row.seeds.to_string());
-            cells.extend(row.values.iter().map(|&(m, s)| percent(m, s, "±")));
+            for (m, &(mean, std)) in row.values.iter().enumerate() {
+                let mut cell = percent(mean, std, "±");
+                if row.best[m] {
+                    cell = format!("**{cell}**");
+                }
+                if let Some((delta, noise)) = row.delta[m] {
+                    cell += &format!(" ({:+.1}{})", delta * 100.0, if noise { "†" } else { "" });
+                }
+                cells.push(cell);
+            }
             out += &format!("| {} |\n", cells.join(" | "));
         }
         out += &format!("\n{}\n", self.status_line());
@@ -212,11 +285,22 @@ impl SummaryTable {
         for row in &self.rows {
             let mut cells: Vec<String> = row.keys.iter().map(|k| latex_escape(k)).collect();
             cells.push(row.seeds.to_string());
-            cells.extend(
-                row.values
-                    .iter()
-                    .map(|&(m, s)| format!("${}$", percent(m, s, "\\pm"))),
-            );
+            for (m, &(mean, std)) in row.values.iter().enumerate() {
+                let value = percent(mean, std, "\\pm");
+                let mut cell = if row.best[m] {
+                    format!("$\\mathbf{{{value}}}$")
+                } else {
+                    format!("${value}$")
+                };
+                if let Some((delta, noise)) = row.delta[m] {
+                    cell += &format!(
+                        " {{\\scriptsize ${:+.1}${}}}",
+                        delta * 100.0,
+                        if noise { "$^\\dagger$" } else { "" }
+                    );
+                }
+                cells.push(cell);
+            }
             out += &format!("{} \\\\\n", cells.join(" & "));
         }
         out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
@@ -259,6 +343,7 @@ fn latex_escape(text: &str) -> String {
         .replace('&', "\\&")
         .replace('#', "\\#")
         .replace('±', "$\\pm$")
+        .replace('†', "$^\\dagger$")
 }
 
 /// Writes `<out>/tables/<name>.{md,tex,csv}`; returns the paths.
@@ -344,13 +429,14 @@ mod tests {
             ),
             "{markdown}"
         );
-        // Mean 85.0, sample std 7.1 over the two seeds; a single seed has no std.
+        // Mean 85.0, sample std 7.1 over the two seeds, the best of the table, 15 points over
+        // the baseline but within noise (one seed); a single seed has no std.
         assert!(
-            markdown.contains("| attentive | 4 | 2 | 85.0 ± 7.1 |"),
+            markdown.contains("| attentive | 4 | 2 | **85.0 ± 7.1** (+15.0†) |"),
             "{markdown}"
         );
         assert!(
-            markdown.contains("| none | 1 | 1 | 70.0 | 90.0 |"),
+            markdown.contains("| none | 1 | 1 | 70.0 | **90.0** |"),
             "{markdown}"
         );
         assert!(markdown.contains("3 of 4 cells finished; 1 missing."));
@@ -358,8 +444,37 @@ mod tests {
         assert_eq!(csv.lines().count(), 3);
         let tex = table.to_latex();
         assert!(
-            tex.contains("$85.0 \\pm 7.1$") && tex.contains("\\toprule"),
+            tex.contains("$\\mathbf{85.0 \\pm 7.1}$ {\\scriptsize $+15.0$$^\\dagger$}")
+                && tex.contains("\\toprule"),
             "{tex}"
         );
+    }
+
+    #[test]
+    fn blocks_compare_within_themselves_and_noise_needs_seeds() {
+        let mut rows = Vec::new();
+        for seed in 0..3 {
+            rows.push(row(HeadKind::None, 1, seed, 0.70 + 0.001 * seed as f64));
+            rows.push(row(
+                HeadKind::Attentive,
+                4,
+                seed,
+                0.80 + 0.001 * seed as f64,
+            ));
+            rows.push(row(HeadKind::Gate, 4, seed, 0.70 + 0.02 * seed as f64));
+        }
+        let table = SummaryTable::build("t", &rows, 0).unwrap();
+        let find = |head: &str| table.rows.iter().find(|r| r.keys[0] == head).unwrap();
+        // Attentive: +10 points with tiny spread: a real difference, and the best.
+        let attentive = find("attentive");
+        assert!(attentive.best[0]);
+        let (delta, noise) = attentive.delta[0].unwrap();
+        assert!((delta - 0.10).abs() < 1e-9 && !noise);
+        // Gate: +2 points with a spread of 2 points over 3 seeds: within noise.
+        let (delta, noise) = find("gate").delta[0].unwrap();
+        assert!((delta - 0.019).abs() < 1e-9 && noise);
+        assert!(find("none").delta[0].is_none());
+        assert!(within_noise((0.5, 0.01), 3, (0.5, 0.01), 3));
+        assert!(!within_noise((0.6, 0.01), 3, (0.5, 0.01), 3));
     }
 }
