@@ -565,8 +565,13 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
 fn report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Result<()> {
     let (rows, missing) = collect_runs(matrix, store)?;
     let table = SummaryTable::build(&matrix.name, &rows, missing)?;
-    let written = write_summary_tables(&table, out, &matrix.name)?;
+    let mut written = write_summary_tables(&table, out, &matrix.name)?;
     print!("{}", table.to_markdown());
+    if rows.iter().any(|r| !r.interpretability.is_empty()) {
+        let interpretability = SummaryTable::interpretability(&matrix.name, &rows)?;
+        let name = format!("{}-interpretability", matrix.name);
+        written.extend(write_summary_tables(&interpretability, out, &name)?);
+    }
     for path in written {
         println!("wrote {}", path.display());
     }

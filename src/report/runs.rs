@@ -25,6 +25,8 @@ pub struct RunRow {
     pub values: crate::matrix::AxisValues,
     /// Test metrics of the selected epoch, in metrics.json order (sorted by name).
     pub test: Vec<(String, f64)>,
+    /// Interpretability numbers of the selected epoch (empty for heads without groups/maps).
+    pub interpretability: Vec<(String, f64)>,
     pub selected_epoch: u64,
 }
 
@@ -49,14 +51,34 @@ pub fn collect_runs(matrix: &Matrix, store: &RunStore) -> anyhow::Result<(Vec<Ru
             .iter()
             .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
             .collect();
+        let interpretability = value["interpretability"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
+                    .collect()
+            })
+            .unwrap_or_default();
         rows.push(RunRow {
             hash: cell.hash.clone(),
             values: cell.values.clone(),
             test,
+            interpretability,
             selected_epoch: value["selected_epoch"].as_u64().unwrap_or(0),
         });
     }
     Ok((rows, missing))
+}
+
+/// Every test metric some run has, in first-seen order (a run without one gets a null).
+pub fn metric_names(rows: &[RunRow]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in rows.iter().flat_map(|r| &r.test) {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
 }
 
 /// The runs as a DataFrame: axis columns, `hash`, `selected_epoch`, and one column per metric.
@@ -77,9 +99,7 @@ pub fn runs_frame(rows: &[RunRow]) -> PolarsResult<DataFrame> {
         Column::new("hash".into(), text(&|r| r.hash.clone())),
         Column::new("selected_epoch".into(), int(&|r| r.selected_epoch)),
     ];
-    let metric_names: Vec<String> = rows.first().map_or_else(Vec::new, |r| {
-        r.test.iter().map(|(k, _)| k.clone()).collect()
-    });
+    let metric_names = metric_names(rows);
     for name in &metric_names {
         let values: Vec<Option<f64>> = rows
             .iter()

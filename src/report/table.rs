@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use polars::prelude::*;
 
-use super::runs::{KEY_COLUMNS, RunRow, runs_frame};
+use super::runs::{KEY_COLUMNS, RunRow, metric_names, runs_frame};
 use crate::store::write_atomic;
 
 /// The aggregated table, ready to render.
@@ -25,6 +25,44 @@ pub struct SummaryTable {
     pub total: usize,
     /// The aggregated frame (keys, seeds, `<metric>_mean`, `<metric>_std`).
     pub frame: DataFrame,
+}
+
+/// Accuracy columns shown beside the interpretability numbers.
+const ACCURACY_NEXT_TO_INTERPRETABILITY: [&str; 2] = ["recall@1", "map@r"];
+
+impl SummaryTable {
+    /// The interpretability table: runs with groups or maps, their Recall@1 and MAP@R, and the
+    /// group cosine, attention overlap and entropy (no best / baseline marks: lower cosine and
+    /// overlap mean more diverse groups, which is not "better" by itself).
+    pub fn interpretability(name: &str, rows: &[RunRow]) -> anyhow::Result<SummaryTable> {
+        let rows: Vec<RunRow> = rows
+            .iter()
+            .filter(|r| !r.interpretability.is_empty())
+            .map(|r| RunRow {
+                test: r
+                    .test
+                    .iter()
+                    .filter(|(k, _)| ACCURACY_NEXT_TO_INTERPRETABILITY.contains(&k.as_str()))
+                    .chain(&r.interpretability)
+                    .cloned()
+                    .collect(),
+                ..r.clone()
+            })
+            .collect();
+        let mut table = SummaryTable::build(name, &rows, 0)?;
+        for row in &mut table.rows {
+            row.best.iter_mut().for_each(|b| *b = false);
+            row.delta.iter_mut().for_each(|d| *d = None);
+        }
+        table.caption = format!(
+            "{name}: interpretability of the selected epoch on the test set, next to its accuracy \
+             (all in %, mean ± std over seeds). cos: mean pairwise cosine of an image's group \
+             embeddings; overlap: mean pairwise Bhattacharyya coefficient of its groups' attention \
+             maps (100 identical, 0 disjoint); entropy: attention entropy over positions / log N \
+             (100 uniform). Lower cos and overlap mean more distinct groups"
+        );
+        Ok(table)
+    }
 }
 
 /// One method's row.
@@ -108,7 +146,15 @@ fn metric_order(names: &[String]) -> Vec<String> {
         .collect();
     recall.sort();
     let mut ordered: Vec<String> = recall.into_iter().map(|(_, n)| n).collect();
-    const KNOWN: [&str; 4] = ["map@r", "r_precision", "nmi", "f1"];
+    const KNOWN: [&str; 7] = [
+        "map@r",
+        "r_precision",
+        "nmi",
+        "f1",
+        "group_cosine",
+        "attention_overlap",
+        "attention_entropy",
+    ];
     ordered.extend(
         KNOWN
             .iter()
@@ -129,9 +175,7 @@ impl SummaryTable {
     pub fn build(name: &str, rows: &[RunRow], missing: usize) -> anyhow::Result<SummaryTable> {
         let total = rows.len() + missing;
         let runs = runs_frame(rows)?;
-        let metrics = metric_order(&rows.first().map_or_else(Vec::new, |r| {
-            r.test.iter().map(|(k, _)| k.clone()).collect()
-        }));
+        let metrics = metric_order(&metric_names(rows));
         let group_keys: Vec<&str> = KEY_COLUMNS
             .iter()
             .copied()
@@ -322,6 +366,9 @@ fn display_metric(name: &str) -> String {
         "r_precision" => "R-Prec".into(),
         "nmi" => "NMI".into(),
         "f1" => "F1".into(),
+        "group_cosine" => "cos".into(),
+        "attention_overlap" => "overlap".into(),
+        "attention_entropy" => "entropy".into(),
         other => other
             .strip_prefix("recall@")
             .map_or_else(|| other.to_string(), |k| format!("R@{k}")),
@@ -329,7 +376,9 @@ fn display_metric(name: &str) -> String {
 }
 
 fn percent(mean: f64, std: f64, pm: &str) -> String {
-    if std.is_nan() {
+    if mean.is_nan() {
+        "–".into()
+    } else if std.is_nan() {
         format!("{:.1}", mean * 100.0)
     } else {
         format!("{:.1} {pm} {:.1}", mean * 100.0, std * 100.0)
@@ -397,8 +446,45 @@ mod tests {
                 ("recall@10".into(), 0.95),
                 ("recall@2".into(), 0.9),
             ],
+            interpretability: if head == HeadKind::None {
+                vec![]
+            } else {
+                vec![("group_cosine".into(), 0.25)]
+            },
             selected_epoch: 1,
         }
+    }
+
+    #[test]
+    fn the_interpretability_table_keeps_grouped_runs_beside_their_accuracy() {
+        let mut rows = vec![
+            row(HeadKind::Attentive, 4, 0, 0.80),
+            row(HeadKind::None, 1, 0, 0.70),
+            row(HeadKind::Gate, 4, 0, 0.75),
+        ];
+        rows[0]
+            .interpretability
+            .push(("attention_overlap".into(), 0.5));
+        let table = SummaryTable::interpretability("t", &rows).unwrap();
+        assert_eq!(
+            table.rows.len(),
+            2,
+            "the no-grouping run has nothing to show"
+        );
+        assert_eq!(
+            table.metrics,
+            vec!["recall@1", "map@r", "group_cosine", "attention_overlap"]
+        );
+        let markdown = table.to_markdown();
+        assert!(
+            markdown.contains("| attentive | 4 | 1 | 80.0 | 40.0 | 25.0 | 50.0 |"),
+            "{markdown}"
+        );
+        // The gate run has no overlap here: a dash, not NaN.
+        assert!(
+            markdown.contains("| gate | 4 | 1 | 75.0 | 37.5 | 25.0 | – |"),
+            "{markdown}"
+        );
     }
 
     #[test]
