@@ -163,7 +163,7 @@ pub fn check_invariance(options: &InvarianceOptions, device: &Device) -> Invaria
         device,
     );
     let features = backbone.forward(images.clone());
-    let [n, channels, fh, fw] = features.dims();
+    let [_, channels, fh, fw] = features.dims();
 
     let mut subjects: Vec<(String, usize, Subject)> = options
         .heads
@@ -250,7 +250,6 @@ pub fn check_invariance(options: &InvarianceOptions, device: &Device) -> Invaria
             ));
         }
     }
-    let _ = n;
     InvarianceReport {
         backbone: options.backbone.to_string(),
         image_size,

@@ -143,12 +143,7 @@ pub fn select_classes(
         let mut members: Vec<usize> = (0..all_labels.len())
             .filter(|&i| all_labels[i] == class)
             .collect();
-        if per_class > 0 && members.len() > per_class {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (u64::from(class) << 32));
-            members.shuffle(&mut rng);
-            members.truncate(per_class);
-            members.sort_unstable();
-        }
+        keep_at_most(&mut members, per_class, seed, u64::from(class));
         for i in members {
             pixels.extend_from_slice(&all_pixels[i * len..(i + 1) * len]);
             labels.push(dense);
@@ -161,6 +156,17 @@ pub fn select_classes(
         channels,
         height,
         width,
+    }
+}
+
+/// Keeps at most `per_class` of a class's image `members` (0 keeps all), chosen by a shuffle
+/// seeded with (`seed`, `key`), in increasing order.
+pub fn keep_at_most(members: &mut Vec<usize>, per_class: usize, seed: u64, key: u64) {
+    if per_class > 0 && members.len() > per_class {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (key << 32));
+        members.shuffle(&mut rng);
+        members.truncate(per_class);
+        members.sort_unstable();
     }
 }
 

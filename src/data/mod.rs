@@ -43,16 +43,6 @@ pub enum DatasetName {
 }
 
 impl DatasetName {
-    /// Every dataset, in the order the tables list them.
-    pub const ALL: [DatasetName; 6] = [
-        DatasetName::FashionMnist,
-        DatasetName::Cub,
-        DatasetName::Cars,
-        DatasetName::Sop,
-        DatasetName::InShop,
-        DatasetName::Synthetic,
-    ];
-
     /// Where the dataset is looked for when its table names no root.
     pub fn default_root(self) -> &'static str {
         match self {
@@ -109,17 +99,6 @@ impl DatasetConfig {
     }
 
     /// The photo dataset's configuration, if this is one.
-    pub fn photo(&self) -> Option<&PhotoConfig> {
-        match self {
-            DatasetConfig::Cub(c)
-            | DatasetConfig::Cars(c)
-            | DatasetConfig::Sop(c)
-            | DatasetConfig::InShop(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    /// The photo dataset's configuration, if this is one (mutable).
     pub fn photo_mut(&mut self) -> Option<&mut PhotoConfig> {
         match self {
             DatasetConfig::Cub(c)
@@ -130,12 +109,16 @@ impl DatasetConfig {
         }
     }
 
-    /// Channels of the images the backbone sees.
-    pub fn channels(&self) -> usize {
+    /// Makes class-disjoint validation use `fold` of a k-fold split (datasets that have
+    /// folds; the synthetic set has none).
+    pub fn set_fold(&mut self, fold: ClassFold) {
         match self {
-            DatasetConfig::FashionMnist(_) => 1,
-            DatasetConfig::Synthetic(c) => c.channels,
-            _ => 3,
+            DatasetConfig::FashionMnist(c) => c.fold = Some(fold),
+            DatasetConfig::Synthetic(_) => {}
+            DatasetConfig::Cub(c)
+            | DatasetConfig::Cars(c)
+            | DatasetConfig::Sop(c)
+            | DatasetConfig::InShop(c) => c.fold = Some(fold),
         }
     }
 

@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::images::{
-    ClassFold, ImageSet, Images, Splits, Validation, restrict, split_validation, subset,
+    ClassFold, ImageSet, Images, Splits, Validation, keep_at_most, restrict, split_validation,
+    subset,
 };
 use super::pipeline::Transform;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use crate::error::BadInput;
 
@@ -131,11 +129,7 @@ fn cap_per_class(set: ImageSet, per_class: usize, seed: u64) -> ImageSet {
     }
     let mut keep = Vec::new();
     for (class, mut members) in set.indices_by_class().into_iter().enumerate() {
-        if members.len() > per_class {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((class as u64) << 32));
-            members.shuffle(&mut rng);
-            members.truncate(per_class);
-        }
+        keep_at_most(&mut members, per_class, seed, class as u64);
         keep.extend(members);
     }
     keep.sort_unstable();

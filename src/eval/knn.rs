@@ -52,10 +52,16 @@ impl<'a> Vectors<'a> {
 
 /// `out[b, n] = queries[b, d] . references[n, d]^T`.
 fn dot_block(queries: &[f32], references: &[f32], dim: usize, out: &mut [f32]) {
-    let (m, n) = (queries.len() / dim, references.len() / dim);
+    scaled_products(queries, references, dim, out, 0.0, 1.0);
+}
+
+/// `out = keep * out + scale * a . b^T` for row-major `a` `[m, dim]` and `b` `[n, dim]` (out is
+/// not read when `keep` is 0).
+fn scaled_products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32], keep: f32, scale: f32) {
+    let (m, n) = (a.len() / dim, b.len() / dim);
     assert_eq!(out.len(), m * n);
     // SAFETY: the three buffers hold m*dim, n*dim and m*n f32 values, and the strides below
-    // address exactly those row-major layouts (rhs is `references` read transposed).
+    // address exactly those row-major layouts (rhs is `b` read transposed).
     unsafe {
         gemm(
             m,
@@ -64,15 +70,15 @@ fn dot_block(queries: &[f32], references: &[f32], dim: usize, out: &mut [f32]) {
             out.as_mut_ptr(),
             1,
             n as isize,
-            false,
-            queries.as_ptr(),
+            keep != 0.0,
+            a.as_ptr(),
             1,
             dim as isize,
-            references.as_ptr(),
+            b.as_ptr(),
             dim as isize,
             1,
-            0.0,
-            1.0,
+            keep,
+            scale,
             false,
             false,
             false,
@@ -136,20 +142,15 @@ where
                             }),
                     );
                     let keep = depth(q).min(row.len());
-                    let order = |a: &(f32, u32), b: &(f32, u32)| {
-                        a.0.partial_cmp(&b.0)
-                            .unwrap_or(Ordering::Equal)
-                            .then(a.1.cmp(&b.1))
-                    };
                     if keep == 0 {
                         results.push(visit(q, &[]));
                         continue;
                     }
                     if keep < row.len() {
-                        row.select_nth_unstable_by(keep - 1, order);
+                        row.select_nth_unstable_by(keep - 1, by_distance);
                         row.truncate(keep);
                     }
-                    row.sort_unstable_by(order);
+                    row.sort_unstable_by(by_distance);
                     results.push(visit(q, row));
                 }
                 results
@@ -284,30 +285,7 @@ fn distance_block(
             *o = na + nb;
         }
     }
-    // SAFETY: as in `dot_block`; dst is read (alpha = 1) and gets -2 a.b^T added.
-    unsafe {
-        gemm(
-            m,
-            n,
-            dim,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            dim as isize,
-            b.as_ptr(),
-            dim as isize,
-            1,
-            1.0,
-            -2.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    scaled_products(a, b, dim, out, 1.0, -2.0);
 }
 
 /// Leave-one-out neighbourhoods of `points` against themselves: the same answer as

@@ -9,8 +9,8 @@ use toml::Spanned;
 use super::schema::{Axis, ExcludeRule, MatrixFile, Settings};
 use super::{AxisValues, PlannedCell};
 use crate::data::{
-    ClassFold, DatasetConfig, DatasetName, FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig,
-    Normalization, PhotoConfig, Transform, Validation,
+    ClassFold, DatasetConfig, DatasetName, FashionMnistConfig, Normalization, PhotoConfig,
+    Transform, Validation,
 };
 use crate::error::BadInput;
 use crate::model::{BackboneConfig, BackboneKind};
@@ -199,7 +199,6 @@ fn fold_variants(
     folds: Option<&Spanned<usize>>,
     validation: Validation,
     src: &Source,
-    set_fold: impl Fn(&mut DatasetConfig, ClassFold),
 ) -> Result<Vec<(DatasetConfig, Option<usize>)>, BadInput> {
     let Some(folds) = folds else {
         return Ok(vec![(config, None)]);
@@ -217,7 +216,7 @@ fn fold_variants(
     Ok((0..k)
         .map(|fold| {
             let mut variant = config.clone();
-            set_fold(&mut variant, ClassFold { folds: k, fold });
+            variant.set_fold(ClassFold { folds: k, fold });
             (variant, Some(fold))
         })
         .collect())
@@ -244,17 +243,6 @@ fn resolve_dataset(
     src: &Source,
     name: DatasetName,
 ) -> Result<ResolvedDataset, BadInput> {
-    if let Some(table_name) = [
-        DatasetName::Cub,
-        DatasetName::Cars,
-        DatasetName::Sop,
-        DatasetName::InShop,
-    ]
-    .iter()
-    .find(|n| **n == name)
-    {
-        return resolve_photo(file, src, *table_name);
-    }
     match name {
         DatasetName::FashionMnist => {
             let table = file.datasets.fashion_mnist.as_ref();
@@ -316,10 +304,7 @@ fn resolve_dataset(
                     .unwrap_or(default.validation),
                 fold: None,
             };
-            let root = table.and_then(|t| t.root.as_ref()).map_or_else(
-                || PathBuf::from(FASHION_MNIST_DEFAULT_ROOT),
-                |r| PathBuf::from(r.get_ref()),
-            );
+            let root = resolve_root(table.and_then(|t| t.root.as_ref()), name);
             let settings = table.map(|t| t.train.clone()).unwrap_or_default();
             let validation = config.validation;
             let variants = fold_variants(
@@ -327,11 +312,6 @@ fn resolve_dataset(
                 table.and_then(|t| t.folds.as_ref()),
                 validation,
                 src,
-                |c, fold| {
-                    if let DatasetConfig::FashionMnist(c) = c {
-                        c.fold = Some(fold);
-                    }
-                },
             )?;
             Ok(ResolvedDataset {
                 variants,
@@ -357,8 +337,18 @@ fn resolve_dataset(
                 settings: Settings::default(),
             })
         }
-        _ => unreachable!("photo datasets are resolved above"),
+        DatasetName::Cub | DatasetName::Cars | DatasetName::Sop | DatasetName::InShop => {
+            resolve_photo(file, src, name)
+        }
     }
+}
+
+/// The dataset's folder: the table's `root`, else the dataset's default.
+fn resolve_root(root: Option<&Spanned<String>>, name: DatasetName) -> PathBuf {
+    root.map_or_else(
+        || PathBuf::from(name.default_root()),
+        |r| PathBuf::from(r.get_ref()),
+    )
 }
 
 fn resolve_val_fraction(
@@ -463,19 +453,10 @@ fn resolve_photo(
         table.and_then(|t| t.folds.as_ref()),
         validation,
         src,
-        |c, fold| {
-            if let Some(photo) = c.photo_mut() {
-                photo.fold = Some(fold);
-            }
-        },
     )?;
-    let root = table.and_then(|t| t.root.as_ref()).map_or_else(
-        || PathBuf::from(name.default_root()),
-        |r| PathBuf::from(r.get_ref()),
-    );
     Ok(ResolvedDataset {
         variants,
-        root,
+        root: resolve_root(table.and_then(|t| t.root.as_ref()), name),
         settings: table.map(|t| t.train.clone()).unwrap_or_default(),
     })
 }

@@ -49,11 +49,7 @@ impl SummaryTable {
                 ..r.clone()
             })
             .collect();
-        let mut table = SummaryTable::build(name, &rows, 0)?;
-        for row in &mut table.rows {
-            row.best.iter_mut().for_each(|b| *b = false);
-            row.delta.iter_mut().for_each(|d| *d = None);
-        }
+        let mut table = SummaryTable::aggregate(name, &rows, 0, false)?;
         table.caption = format!(
             "{name}: interpretability of the selected epoch on the test set, next to its accuracy \
              (all in %, mean ± std over seeds). cos: mean pairwise cosine of an image's group \
@@ -171,8 +167,19 @@ fn metric_order(names: &[String]) -> Vec<String> {
 }
 
 impl SummaryTable {
-    /// Aggregates finished runs over seeds.
+    /// Aggregates finished runs over seeds, with each block's best and the differences to
+    /// its no-grouping baseline marked.
     pub fn build(name: &str, rows: &[RunRow], missing: usize) -> anyhow::Result<SummaryTable> {
+        Self::aggregate(name, rows, missing, true)
+    }
+
+    /// Aggregates finished runs over seeds; `marks`: compare within blocks (best, baseline).
+    fn aggregate(
+        name: &str,
+        rows: &[RunRow],
+        missing: usize,
+        marks: bool,
+    ) -> anyhow::Result<SummaryTable> {
         let total = rows.len() + missing;
         let runs = runs_frame(rows)?;
         let metrics = metric_order(&metric_names(rows));
@@ -243,7 +250,9 @@ impl SummaryTable {
                 delta: vec![None; count],
             });
         }
-        compare_within_blocks(&keys, &mut summary_rows);
+        if marks {
+            compare_within_blocks(&keys, &mut summary_rows);
+        }
         let scope = if constant.is_empty() {
             String::new()
         } else {

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::provenance::Origin;
 use crate::data::Splits;
+use crate::error::BadInput;
 use crate::eval::npy::{f32_npy, i64_npy};
 use crate::matrix::PlannedCell;
 use crate::matrix::hash::canonical_json;
@@ -53,26 +54,25 @@ pub fn run_cells(
     options: &RunOptions,
     progress: &Progress,
 ) -> anyhow::Result<RunSummary> {
-    // A pool of (device, provenance): with --devices, one cell per device at a time.
-    let named = if options.devices.is_empty() {
-        vec![options.backend.device()?; options.jobs.max(1)]
+    // A pool of (device, provenance): with --devices, one cell per device at a time; without,
+    // `jobs` slots of the backend's CPU device, whose provenance is detected once.
+    let pool: Vec<(Device, Origin)> = if options.devices.is_empty() {
+        let device = options.backend.device()?;
+        let origin = Origin::detect(options.backend, &device);
+        vec![(device, origin); options.jobs.max(1)]
     } else {
         options
             .devices
             .iter()
-            .map(|name| options.backend.device_named(name))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    let jobs = named.len();
-    let free: Mutex<Vec<(Device, Origin)>> = Mutex::new(
-        named
-            .into_iter()
-            .map(|device| {
+            .map(|name| {
+                let device = options.backend.device_named(name)?;
                 let origin = Origin::detect(options.backend, &device);
-                (device, origin)
+                Ok((device, origin))
             })
-            .collect(),
-    );
+            .collect::<Result<_, BadInput>>()?
+    };
+    let jobs = pool.len();
+    let free = Mutex::new(pool);
     let datasets = load_datasets(cells)?;
 
     let cells_bar = progress.cells(cells.len());
