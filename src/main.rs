@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use agml::error::{BadInput, is_bad_input};
 use agml::matrix::{CellFilter, Matrix};
 use agml::progress::Progress;
-use agml::report::{SummaryTable, collect_runs, write_summary_tables};
 use agml::schedule::slurm::{self, QueueState, SlurmOptions};
 use agml::schedule::{RunOptions, missing_inputs, plan, run_cells};
 use agml::store::{RunState, RunStore, verify_run, verify_store};
@@ -563,16 +562,9 @@ fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode> {
 }
 
 fn report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Result<()> {
-    let (rows, missing) = collect_runs(matrix, store)?;
-    let table = SummaryTable::build(&matrix.name, &rows, missing)?;
-    let mut written = write_summary_tables(&table, out, &matrix.name)?;
-    print!("{}", table.to_markdown());
-    if rows.iter().any(|r| !r.interpretability.is_empty()) {
-        let interpretability = SummaryTable::interpretability(&matrix.name, &rows)?;
-        let name = format!("{}-interpretability", matrix.name);
-        written.extend(write_summary_tables(&interpretability, out, &name)?);
-    }
-    for path in written {
+    let report = agml::report::write_report(matrix, store, out)?;
+    print!("{}", report.main.to_markdown());
+    for path in report.written {
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -139,12 +139,10 @@ fn smoke_matrix_runs_reports_and_never_reruns() {
     let table = std::fs::read_to_string(paper.join("tables/smoke.md")).unwrap();
     assert!(table.contains("| none | 1 | 1 |"), "{table}");
     assert!(table.contains("| attentive | 2 | 1 |"), "{table}");
-    assert!(table.contains("All 2 cells finished."));
+    assert!(table.contains("All 2 runs finished."));
     let tex = std::fs::read_to_string(paper.join("tables/smoke.tex")).unwrap();
     assert!(tex.contains("\\toprule") && tex.contains("\\bottomrule"));
-    let csv = std::fs::read_to_string(paper.join("tables/smoke.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3);
-    assert!(csv.lines().next().unwrap().contains("recall@1_mean"));
+    // Rendering in detail (numbers, missing cells, figure sizes): tests/report.rs.
 
     // A finished matrix trains nothing and changes nothing.
     let before: Vec<_> = dirs
