@@ -13,7 +13,7 @@ VENV     := .venv
 REFPY    := $(VENV)/bin/python
 BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
 
-.PHONY: all build data reproduce report smoke test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
+.PHONY: all build data reproduce report figures paper smoke test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
 all: build
 
@@ -32,15 +32,28 @@ data:
 	  fi; \
 	fi
 
-# The main job: train every pending cell of the Fashion-MNIST matrix, then write its tables.
+# The main job: train every pending cell of the Fashion-MNIST matrix, then write its tables
+# and figures.
 reproduce: data build
 	$(AGML) run experiments/fashion-mnist.toml --results $(RESULTS) --jobs $(JOBS) --rerun-stale
 	$(AGML) report experiments/fashion-mnist.toml --results $(RESULTS) --out $(PAPER)
-	@echo "table: $(PAPER)/tables/fashion-mnist.md"
+	@echo "table: $(PAPER)/tables/fashion-mnist.md, figures: $(PAPER)/figures/"
 
-# Tables from stored results only (no training).
-report: build
+# Tables, the Parquet runs index and figures from stored results only (no training): seconds.
+figures: build
 	$(AGML) report experiments/fashion-mnist.toml --results $(RESULTS) --out $(PAPER)
+
+report: figures
+
+# The LaTeX draft around the generated tables and figures.
+paper: figures
+	@if command -v latexmk >/dev/null 2>&1; then \
+	  cd $(PAPER) && latexmk -pdf -interaction=nonstopmode -halt-on-error main.tex && \
+	  echo "paper: $(PAPER)/main.pdf"; \
+	else \
+	  echo "latexmk is not installed: 'sudo apt-get install latexmk texlive-latex-recommended texlive-fonts-recommended', then 'make paper' again"; \
+	  echo "(the tables and figures are in $(PAPER)/tables and $(PAPER)/figures)"; \
+	fi
 
 # Seconds: the two-cell smoke matrix into its own store.
 smoke: data build

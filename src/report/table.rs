@@ -464,7 +464,7 @@ impl Table {
         let width = keys + per_column * self.column_values.len();
         let mut out = String::from("\\begin{table}[t]\n\\centering\n\\small\n");
         out += &format!(
-            "\\caption{{{} {}}}\n",
+            "\\caption{{{}. {}}}\n",
             latex_escape(&self.caption),
             latex_escape(&self.status_line())
         );
