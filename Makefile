@@ -7,18 +7,44 @@ PAPER    ?= paper
 JOBS     ?= 2
 FMNIST   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
+# Backend of the build, the tests and the runs: flex (default, pure Rust) or tch (libtorch from
+# the PyTorch wheel set up by `make setup-tch`). The environment torch-sys needs to build and
+# the loader needs to run is set here, never by hand.
+BACKEND  ?= flex
+# TORCH=cuda (default): PyPI's torch==2.9.0 wheel with its CUDA libraries, in the reference venv.
+# TORCH=cpu: a CPU-only libtorch folder made from the same wheel without the CUDA packages.
+TORCH    ?= cuda
+LIBTORCH_CPU := .libtorch-cpu
+TORCH_CPU_VENV := .venv-torch-cpu
+ORIGINAL_LD_LIBRARY_PATH := $(LD_LIBRARY_PATH)
+ifeq ($(BACKEND),tch)
+  CARGO_FEATURES := --features tch
+  export AGML_BACKEND := tch
+  export BURN_DEVICE := tch
+  ifeq ($(TORCH),cpu)
+    export LIBTORCH := $(abspath $(LIBTORCH_CPU))
+    export LD_LIBRARY_PATH = $(abspath $(LIBTORCH_CPU))/lib:$(ORIGINAL_LD_LIBRARY_PATH)
+  else
+    export LIBTORCH_USE_PYTORCH := 1
+    export PATH := $(abspath .venv)/bin:$(PATH)
+    export LD_LIBRARY_PATH = $(abspath $(wildcard .venv/lib/python3*/site-packages/torch/lib)):$(ORIGINAL_LD_LIBRARY_PATH)
+  endif
+else ifneq ($(BACKEND),flex)
+  $(error BACKEND=$(BACKEND): use flex or tch)
+endif
+
 # The Python reference environment (PyTorch, torchvision, pytorch-metric-learning) that
 # writes test fixtures; tests never call it at run time.
 VENV     := .venv
 REFPY    := $(VENV)/bin/python
 BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
 
-.PHONY: all build data reproduce report figures paper smoke test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
+.PHONY: all build data reproduce report figures paper smoke setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
 all: build
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release $(CARGO_FEATURES)
 
 # Fashion-MNIST from Debian (dataset-fashion-mnist); installed when missing and we are root.
 data:
@@ -62,7 +88,27 @@ smoke: data build
 
 # Unit tests beside the code and end-to-end tests in tests/ (release: the same build as `make reproduce`).
 test: data fixtures
-	$(CARGO) test --release
+	$(CARGO) test --release $(CARGO_FEATURES)
+
+# libtorch for BACKEND=tch (see TORCH above); then `make test BACKEND=tch`,
+# `make reproduce BACKEND=tch`.
+ifeq ($(TORCH),cpu)
+setup-tch: $(LIBTORCH_CPU)/lib/libtorch_cpu.so
+else
+setup-tch: reference-env
+endif
+	@echo "libtorch ready ($(TORCH)): build and run with BACKEND=tch"
+
+# The wheel without its CUDA dependencies (1.75 GB instead of 6.7 GB), and a LIBTORCH folder of
+# links to its CPU libraries (libtorch_cuda.so left out).
+$(LIBTORCH_CPU)/lib/libtorch_cpu.so:
+	python3 -m venv $(TORCH_CPU_VENV)
+	$(TORCH_CPU_VENV)/bin/pip install -q --no-deps torch==2.9.0 nvidia-cuda-runtime-cu12==12.8.90 nvidia-cuda-cupti-cu12==12.8.90
+	torch_dir=$$(ls -d $(abspath $(TORCH_CPU_VENV))/lib/python3*/site-packages/torch); \
+	mkdir -p $(LIBTORCH_CPU)/lib && ln -sfn $$torch_dir/include $(LIBTORCH_CPU)/include && \
+	for lib in libtorch_cpu.so libc10.so libtorch.so libgomp.so.1 libshm.so; do \
+	  ln -sfn $$torch_dir/lib/$$lib $(LIBTORCH_CPU)/lib/$$lib; \
+	done
 
 reference-env: $(REFPY)
 

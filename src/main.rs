@@ -82,7 +82,7 @@ enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
         /// flex (pure Rust CPU) or tch (libtorch; needs the `tch` feature).
-        #[arg(long, default_value = "flex")]
+        #[arg(long, env = "AGML_BACKEND", default_value = "flex")]
         backend: String,
         /// Cells trained at the same time.
         #[arg(long, default_value_t = 1)]
@@ -116,7 +116,7 @@ enum Command {
         hash: String,
         #[arg(long, default_value = "results")]
         results: PathBuf,
-        #[arg(long, default_value = "flex")]
+        #[arg(long, env = "AGML_BACKEND", default_value = "flex")]
         backend: String,
         /// The device to train on (cpu, cuda:0, ...).
         #[arg(long, value_delimiter = ',')]

@@ -11,7 +11,12 @@
 //! - plan/1000-cells: `agml plan` (the whole command, process start included) of a 1000-cell
 //!   matrix whose cells are all done, against the 1 s target.
 //!
-//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|loader|plan]`; the internal
+//! - train/<model>/<backend>: seconds per training step (forward, margin + diversity loss,
+//!   backward, Adam) of convnet-small at 28x28, resnet18 at 64x64 and resnet50 at 224x224 with
+//!   the attentive head, batch 32, on each compiled backend, against the same step in PyTorch
+//!   eager with the same thread count (targets: flex <= 1.5, tch <= 1.0).
+//!
+//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|loader|plan|train]`; the internal
 //! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
 //! `bench eval-data DIR` writes the evaluation benchmark's embeddings.
 
@@ -78,10 +83,13 @@ fn run() -> anyhow::Result<()> {
         results.push(eval_bench(&tmp, &python, threads)?);
     }
     if only.as_deref().is_none_or(|o| o == "loader") {
-        results.push(loader_bench(&tmp)?);
+        results.push(loader_bench(&tmp, threads)?);
     }
     if only.as_deref().is_none_or(|o| o == "plan") {
         results.push(plan_bench(&tmp)?);
+    }
+    if only.as_deref().is_none_or(|o| o == "train") {
+        results.extend(train_bench(&python, threads)?);
     }
     std::fs::remove_dir_all(&tmp).ok();
     if let Some(parent) = out.parent() {
@@ -260,7 +268,7 @@ fn write_jpegs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn loader_bench(dir: &Path) -> anyhow::Result<Value> {
+fn loader_bench(dir: &Path, threads: usize) -> anyhow::Result<Value> {
     let name = "loader/jpeg-224";
     let paths = write_jpegs(dir)?;
     let set = ImageSet {
@@ -289,7 +297,7 @@ fn loader_bench(dir: &Path) -> anyhow::Result<Value> {
         "{name}: {:.0} images/s; timing one ResNet-50 training step...",
         1.0 / per_image
     );
-    let step = train_step_seconds()?;
+    let step = train_step_seconds("resnet50", 224, 1, "flex", threads)?;
     let step_per_image = step / STEP_BATCH as f64;
     let ratio = per_image / step_per_image;
     println!(
@@ -384,27 +392,89 @@ fn plan_bench(dir: &Path) -> anyhow::Result<Value> {
     }))
 }
 
-/// Seconds of one flex training step (after a warm-up step), by the train_step_bench binary.
-fn train_step_seconds() -> anyhow::Result<f64> {
+/// Backends compiled into this binary, in the order the train lines are measured.
+fn backends() -> Vec<&'static str> {
+    let mut backends = Vec::new();
+    if cfg!(feature = "flex") {
+        backends.push("flex");
+    }
+    if cfg!(feature = "tch") {
+        backends.push("tch");
+    }
+    backends
+}
+
+/// Seconds of one training step (after a warm-up step) of BACKBONE + attentive head on
+/// `backend`, by the train_step_bench binary in a process of its own with `threads` threads.
+fn train_step_seconds(
+    backbone: &str,
+    size: usize,
+    steps: usize,
+    backend: &str,
+    threads: usize,
+) -> anyhow::Result<f64> {
     let me = std::env::current_exe()?;
     let step_bench = me.with_file_name("train_step_bench");
     let output = Command::new(&step_bench)
-        .args(["resnet50", "attentive", "224", &STEP_BATCH.to_string(), "1"])
+        .args([
+            backbone,
+            "attentive",
+            &size.to_string(),
+            &STEP_BATCH.to_string(),
+        ])
+        .args([&steps.to_string(), "--backend", backend])
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("OMP_NUM_THREADS", threads.to_string())
         .output()
         .with_context(|| format!("running {}", step_bench.display()))?;
-    if !output.status.success() {
-        bail!(
-            "train_step_bench failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    json_of(output, "train_step_bench")?["seconds_per_step"]
+        .as_f64()
+        .context("train_step_bench printed no seconds_per_step")
+}
+
+/// (backbone, image side, timed steps): the three train lines of issue 7.
+const TRAIN_MODELS: [(&str, usize, usize); 3] = [
+    ("convnet-small", 28, 20),
+    ("resnet18", 64, 5),
+    ("resnet50", 224, 2),
+];
+
+/// Training step of each model on each compiled backend against PyTorch eager (same
+/// architecture, loss family and optimiser, same thread count), batch 32.
+fn train_bench(python: &str, threads: usize) -> anyhow::Result<Vec<Value>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/train_step.py");
+    let mut lines = Vec::new();
+    for (backbone, size, steps) in TRAIN_MODELS {
+        let reference = json_of(
+            Command::new(python)
+                .arg(&script)
+                .args([backbone, &size.to_string(), &STEP_BATCH.to_string()])
+                .args([&steps.to_string(), &threads.to_string()])
+                .output()
+                .with_context(|| format!("running {python} (make reference-env installs it)"))?,
+            "the PyTorch training step",
+        )?["seconds_per_step"]
+            .as_f64()
+            .context("train_step.py printed no seconds_per_step")?;
+        for backend in backends() {
+            let name = format!("train/{backbone}/{backend}");
+            let ours = train_step_seconds(backbone, size, steps, backend, threads)?;
+            let ratio = ours / reference;
+            let target = if backend == "tch" { 1.0 } else { 1.5 };
+            println!(
+                "{name}: {size}x{size}, batch {STEP_BATCH}: agml {ours:.3} s/step, PyTorch {reference:.3} \
+                 s/step: ratio {ratio:.2} (target <= {target})"
+            );
+            lines.push(json!({
+                "name": name,
+                "agml_seconds": ours,
+                "reference": format!("PyTorch 2.9.0 eager, same {backbone} + attentive head, margin + diversity loss, Adam, {size}x{size}, batch {STEP_BATCH}"),
+                "reference_seconds": reference,
+                "ratio": ratio,
+                "threads": threads,
+                "date": agml::store::utc_now(),
+            }));
+        }
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    // "... 38.612 s/step over 1 steps"
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words
-        .iter()
-        .position(|w| *w == "s/step")
-        .and_then(|i| i.checked_sub(1))
-        .and_then(|i| words[i].parse::<f64>().ok())
-        .with_context(|| format!("train_step_bench printed {text}"))
+    Ok(lines)
 }

@@ -1,6 +1,7 @@
 //! Time of one training step (forward, margin + diversity loss, backward, Adam) of an embedder
-//! on random images: `train_step_bench BACKBONE HEAD SIZE BATCH [STEPS]`, e.g.
-//! `train_step_bench resnet50 attentive 224 32 3`. Prints seconds per step after one warm-up.
+//! on random images: `train_step_bench BACKBONE HEAD SIZE BATCH [STEPS] [--backend flex|tch]
+//! [--device cpu|cuda:N]`, e.g. `train_step_bench resnet50 attentive 224 32 3`. Prints seconds
+//! per step after one warm-up, then the same as a JSON line (`make bench` reads it).
 
 use std::time::Instant;
 
@@ -8,10 +9,11 @@ use agml::loss::{LossShape, MetricLoss, diversity_loss};
 use agml::model::embedder::{Embedder, EmbedderSpec};
 use agml::model::layers::ParamInit;
 use agml::model::{BackboneKind, HeadKind};
+use agml::train::Backend;
 use agml::train::TrainConfig;
 use agml::train::optim::{ModelGroups, model_learning_rates, model_optimizer};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use rand::SeedableRng;
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> T {
@@ -22,9 +24,25 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> T {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let mut option = |name: &str| {
+        let i = args.iter().position(|a| a == name)?;
+        let value = args.get(i + 1).cloned();
+        args.drain(i..(i + 2).min(args.len()));
+        value
+    };
+    let backend: Backend = option("--backend")
+        .unwrap_or_else(|| "flex".into())
+        .parse()
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        });
+    let device_name = option("--device").unwrap_or_else(|| "cpu".into());
     if args.len() < 5 {
-        eprintln!("usage: train_step_bench BACKBONE HEAD SIZE BATCH [STEPS]");
+        eprintln!(
+            "usage: train_step_bench BACKBONE HEAD SIZE BATCH [STEPS] [--backend flex|tch] [--device cpu|cuda:N]"
+        );
         std::process::exit(2);
     }
     let backbone: BackboneKind = parse(&args[1]);
@@ -33,7 +51,13 @@ fn main() {
     let batch: usize = args[4].parse().expect("BATCH");
     let steps: usize = args.get(5).map_or(3, |s| s.parse().expect("STEPS"));
     let groups = if head.has_groups() { 4 } else { 1 };
-    let device = Device::flex().autodiff();
+    let device = backend
+        .device_named(&device_name)
+        .unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2)
+        })
+        .autodiff();
     let spec = EmbedderSpec {
         backbone,
         pretrained: None,
@@ -99,8 +123,12 @@ fn main() {
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(
-        "{backbone} + {head} (P = {groups}), {size}x{size}, batch {batch}, flex, {} threads: {mean:.3} s/step over {} steps",
+        "{backbone} + {head} (P = {groups}), {size}x{size}, batch {batch}, {backend} on {device_name}, {} threads: {mean:.3} s/step over {} steps",
         rayon::current_num_threads(),
         times.len()
+    );
+    println!(
+        "{}",
+        serde_json::json!({ "seconds_per_step": mean, "steps": times.len(), "backend": backend.to_string() })
     );
 }

@@ -45,7 +45,10 @@ impl Backend {
         match self {
             #[cfg(feature = "flex")]
             Backend::Flex => Ok(Device::flex()),
+            // burn marks burn-tch deprecated in favour of CubeCL backends, which do not build
+            // offline here (DESIGN.md); libtorch stays our fast CPU and CUDA path for now.
             #[cfg(feature = "tch")]
+            #[allow(deprecated)]
             Backend::Tch => Ok(Device::libtorch()),
             #[allow(unreachable_patterns)]
             other => Err(BadInput::new(format!(
@@ -69,6 +72,7 @@ impl Backend {
         };
         match self {
             #[cfg(feature = "tch")]
+            #[allow(deprecated)]
             Backend::Tch => Ok(Device::libtorch_cuda(index)),
             _ => Err(BadInput::new(format!(
                 "--devices cuda:{index}: GPUs need --backend tch (and an agml built with the `tch` feature)"
