@@ -134,7 +134,7 @@ dataset-fixtures: | $(REFPY)
 
 # Benchmarks against the references measured in the same run; writes bench/latest.json.
 bench: build bench-env
-	$(CARGO) build --release --bin bench --bin train_step_bench
+	$(CARGO) build --release $(CARGO_FEATURES) --bin bench --bin train_step_bench
 	target/release/bench --python $(REFPY) --out bench/latest.json
 
 # faiss-cpu for the AccuracyCalculator reference of the evaluation benchmark.
