@@ -23,7 +23,8 @@ ifeq ($(BACKEND),tch)
   export BURN_DEVICE := tch
   ifeq ($(TORCH),cpu)
     export LIBTORCH := $(abspath $(LIBTORCH_CPU))
-    export LD_LIBRARY_PATH = $(abspath $(LIBTORCH_CPU))/lib:$(ORIGINAL_LD_LIBRARY_PATH)
+    # The wheel's own lib folder: its RPATH ($ORIGIN/../../nvidia/...) finds libcupti there.
+    export LD_LIBRARY_PATH = $(abspath $(wildcard $(TORCH_CPU_VENV)/lib/python3*/site-packages/torch/lib)):$(ORIGINAL_LD_LIBRARY_PATH)
   else
     export LIBTORCH_USE_PYTORCH := 1
     export PATH := $(abspath .venv)/bin:$(PATH)
