@@ -287,6 +287,34 @@ fn runs_train_on_the_miniature_trees_and_store_gallery_embeddings() {
             results.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{dataset} run failed");
+        // The report draws colour photos: the input column of the attention figure has
+        // pixels whose channels differ (a grey image would not).
+        let paper = tmp.path().join(format!("paper-{dataset}"));
+        let report = agml(&[
+            "report",
+            path.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+            "--out",
+            paper.to_str().unwrap(),
+        ]);
+        assert!(report.status.success(), "{dataset} report failed");
+        let figure = paper.join(format!("figures/attention-{dataset}-attentive-p2.png"));
+        let image = image::open(&figure)
+            .unwrap_or_else(|e| panic!("{}: {e}", figure.display()))
+            .to_rgb8();
+        // First panel of the first row: x 78..190, y 56..168 (see the figure's layout).
+        let coloured = (78..190)
+            .flat_map(|x| (56..168).map(move |y| (x, y)))
+            .filter(|&(x, y)| {
+                let [r, g, b] = image.get_pixel(x, y).0;
+                r.abs_diff(g) > 8 || g.abs_diff(b) > 8
+            })
+            .count();
+        assert!(
+            coloured > 100,
+            "{dataset}: {coloured} coloured input pixels"
+        );
     }
     let runs: Vec<PathBuf> = std::fs::read_dir(results.join("runs"))
         .unwrap()

@@ -143,6 +143,13 @@ impl AttentionFigure {
         }))
     }
 
+    fn note(&self) -> String {
+        format!(
+            "colour: {} divided by its map's maximum (inferno, dark = low), blended over the input",
+            self.what
+        )
+    }
+
     fn groups(&self) -> usize {
         self.maps.first().map_or(0, Vec::len)
     }
@@ -175,8 +182,12 @@ impl Figure for AttentionFigure {
     fn size(&self) -> (u32, u32) {
         let columns = 1 + self.groups() as u32;
         let rows = self.images.len() as u32;
+        // Wide enough for the title and the note (DejaVu Sans: about 7.5 and 6 px a character
+        // at 17 and 12 px) when there are few groups.
+        let title = self.title.chars().count() as u32 * 15 / 2;
+        let text = title.max(self.note().chars().count() as u32 * 6) + 20;
         (
-            LEFT + columns * (PANEL + GAP) + GAP,
+            (LEFT + columns * (PANEL + GAP) + GAP).max(text),
             TOP + rows * (PANEL + GAP) + BOTTOM,
         )
     }
@@ -218,10 +229,7 @@ impl Figure for AttentionFigure {
         }
         let (_, height) = self.size();
         root.draw(&Text::new(
-            format!(
-                "colour: {} divided by its map's maximum (inferno, dark = low), blended over the input",
-                self.what
-            ),
+            self.note(),
             (10, height as i32 - 20),
             text(12.0),
         ))
