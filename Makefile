@@ -134,8 +134,16 @@ dataset-fixtures: | $(REFPY)
 	$(REFPY) tests/fixtures/make_dataset_fixtures.py
 
 # Benchmarks against the references measured in the same run; writes bench/latest.json.
-bench: build bench-env
-	$(CARGO) build --release $(CARGO_FEATURES) --bin bench --bin train_step_bench
+# Everything but the tch step is a flex build: a tch build loads libtorch at every start
+# (seconds of the plan line, hundreds of MiB of the evaluation's RSS).
+bench: bench-env
+ifeq ($(BACKEND),tch)
+	$(CARGO) build --release --features tch --bin train_step_bench
+	cp target/release/train_step_bench target/release/train_step_bench-tch
+else
+	rm -f target/release/train_step_bench-tch
+endif
+	$(CARGO) build --release --bin agml --bin bench --bin train_step_bench
 	target/release/bench --python $(REFPY) --out bench/latest.json
 
 # faiss-cpu for the AccuracyCalculator reference of the evaluation benchmark.

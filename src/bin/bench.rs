@@ -13,8 +13,9 @@
 //!
 //! - train/<model>/<backend>: seconds per training step (forward, margin + diversity loss,
 //!   backward, Adam) of convnet-small at 28x28, resnet18 at 64x64 and resnet50 at 224x224 with
-//!   the attentive head, batch 32, on each compiled backend, against the same step in PyTorch
-//!   eager with the same thread count (targets: flex <= 1.5, tch <= 1.0).
+//!   the attentive head, batch 32, on flex and (with `make bench BACKEND=tch`, which leaves a
+//!   tch build as `train_step_bench-tch`) on tch, against the same step in PyTorch eager with
+//!   the same thread count (targets: flex <= 1.5, tch <= 1.0).
 //!
 //! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|loader|plan|train]`; the internal
 //! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
@@ -297,7 +298,8 @@ fn loader_bench(dir: &Path, threads: usize) -> anyhow::Result<Value> {
         "{name}: {:.0} images/s; timing one ResNet-50 training step...",
         1.0 / per_image
     );
-    let step = train_step_seconds("resnet50", 224, 1, "flex", threads)?;
+    let flex = std::env::current_exe()?.with_file_name("train_step_bench");
+    let step = train_step_seconds(&flex, "resnet50", 224, 1, "flex", threads)?;
     let step_per_image = step / STEP_BATCH as f64;
     let ratio = per_image / step_per_image;
     println!(
@@ -392,30 +394,30 @@ fn plan_bench(dir: &Path) -> anyhow::Result<Value> {
     }))
 }
 
-/// Backends compiled into this binary, in the order the train lines are measured.
-fn backends() -> Vec<&'static str> {
-    let mut backends = Vec::new();
-    if cfg!(feature = "flex") {
-        backends.push("flex");
+/// The train_step_bench binary of each backend: flex's beside this one, and tch's as
+/// `train_step_bench-tch` (`make bench BACKEND=tch` copies it there), so that this binary, agml
+/// and flex's step are flex builds that do not load libtorch at start.
+fn step_benches() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+    let me = std::env::current_exe()?;
+    let mut benches = vec![("flex", me.with_file_name("train_step_bench"))];
+    let tch = me.with_file_name("train_step_bench-tch");
+    if tch.is_file() {
+        benches.push(("tch", tch));
     }
-    if cfg!(feature = "tch") {
-        backends.push("tch");
-    }
-    backends
+    Ok(benches)
 }
 
 /// Seconds of one training step (after a warm-up step) of BACKBONE + attentive head on
-/// `backend`, by the train_step_bench binary in a process of its own with `threads` threads.
+/// `backend`, by `step_bench` in a process of its own with `threads` threads.
 fn train_step_seconds(
+    step_bench: &Path,
     backbone: &str,
     size: usize,
     steps: usize,
     backend: &str,
     threads: usize,
 ) -> anyhow::Result<f64> {
-    let me = std::env::current_exe()?;
-    let step_bench = me.with_file_name("train_step_bench");
-    let output = Command::new(&step_bench)
+    let output = Command::new(step_bench)
         .args([
             backbone,
             "attentive",
@@ -456,9 +458,9 @@ fn train_bench(python: &str, threads: usize) -> anyhow::Result<Vec<Value>> {
         )?["seconds_per_step"]
             .as_f64()
             .context("train_step.py printed no seconds_per_step")?;
-        for backend in backends() {
+        for (backend, step_bench) in step_benches()? {
             let name = format!("train/{backbone}/{backend}");
-            let ours = train_step_seconds(backbone, size, steps, backend, threads)?;
+            let ours = train_step_seconds(&step_bench, backbone, size, steps, backend, threads)?;
             let ratio = ours / reference;
             let target = if backend == "tch" { 1.0 } else { 1.5 };
             println!(
