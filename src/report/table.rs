@@ -62,7 +62,11 @@ pub struct Row {
 pub struct Section {
     /// e.g. "loss margin" (empty when the table has one section).
     pub label: String,
+    /// Values of the key columns that are neither row keys nor the column axis, in
+    /// [`KEY_COLUMNS`] order.
     pub section_keys: Vec<String>,
+    /// The values named in `label` (the section keys that vary between sections).
+    pub varying: Vec<String>,
     pub rows: Vec<Row>,
 }
 
@@ -172,15 +176,16 @@ impl Shape {
                 });
             }
         }
+        let planned = aggregate.planned_keys();
+        let (head_at, groups_at) = (key_index("head"), key_index("groups"));
         let swept: Vec<String> = aggregate
             .values("head")
             .into_iter()
             .filter(|head| {
-                let mut groups: Vec<String> = aggregate
-                    .planned_keys()
-                    .into_iter()
-                    .filter(|k| &k[4] == head)
-                    .map(|k| k[5].clone())
+                let mut groups: Vec<&String> = planned
+                    .iter()
+                    .filter(|k| &k[head_at] == head)
+                    .map(|k| &k[groups_at])
                     .collect();
                 groups.dedup();
                 groups.len() > 1
@@ -234,14 +239,46 @@ impl Shape {
     }
 }
 
-fn key_index(key: &str) -> usize {
+/// The position of `key` in [`KEY_COLUMNS`] (and so in every [`Keys`]).
+pub(crate) fn key_index(key: &str) -> usize {
     KEY_COLUMNS
         .iter()
         .position(|k| *k == key)
         .expect("a key column")
 }
 
+/// Full keys in [`KEY_COLUMNS`] order from a table's parts: a key in `row_keys` takes the row's
+/// value, the `column` axis the column value, every other key the next section value.
+fn assemble_keys(
+    row_keys: &[&str],
+    column: Option<&str>,
+    section: &[String],
+    row: &[String],
+    column_value: &str,
+) -> Keys {
+    let mut section_values = section.iter();
+    KEY_COLUMNS
+        .iter()
+        .map(|k| match row_keys.iter().position(|r| r == k) {
+            Some(i) => row[i].clone(),
+            None if Some(*k) == column => column_value.to_string(),
+            None => section_values.next().cloned().unwrap_or_default(),
+        })
+        .collect()
+}
+
 impl Table {
+    /// The full keys of one cell group: a row of `section` under `column_value`.
+    pub fn full_keys(&self, section: &Section, row: &[String], column_value: &str) -> Keys {
+        assemble_keys(
+            &self.row_keys,
+            self.column,
+            &section.section_keys,
+            row,
+            column_value,
+        )
+    }
+
     pub fn build(name: &str, shape: &Shape, aggregate: &Aggregate) -> Table {
         let keep = |k: &Keys| shape.heads.is_empty() || shape.heads.contains(&k[key_index("head")]);
         let planned: Vec<Keys> = aggregate.planned_keys().into_iter().filter(keep).collect();
@@ -279,23 +316,19 @@ impl Table {
                     .any(|s| s[j] != sections_values[0][j])
             })
             .collect();
-        let constant: Vec<String> = section_index
-            .iter()
-            .zip(&varying)
-            .filter(|(_, v)| !**v)
-            .filter_map(|(&i, _)| {
-                sections_values.first().map(|s| {
-                    format!(
-                        "{} {}",
-                        KEY_COLUMNS[i],
-                        s[section_index.iter().position(|&x| x == i).unwrap()]
-                    )
-                })
-            })
-            .collect();
-        let mut constant = constant;
+        let mut constant = Vec::new();
         if let (Some(i), [only]) = (column_index, column_values.as_slice()) {
-            constant.insert(0, format!("{} {only}", KEY_COLUMNS[i]));
+            constant.push(format!("{} {only}", KEY_COLUMNS[i]));
+        }
+        if let Some(first) = sections_values.first() {
+            constant.extend(
+                section_index
+                    .iter()
+                    .zip(first)
+                    .zip(&varying)
+                    .filter(|(_, v)| !**v)
+                    .map(|((&i, value), _)| format!("{} {value}", KEY_COLUMNS[i])),
+            );
         }
         let metrics: Vec<(&'static str, String)> = shape.metrics.clone();
         let (mut total_planned, mut total_finished) = (0, 0);
@@ -313,17 +346,7 @@ impl Table {
                 }
             }
             let full_keys = |row: &[String], column: &str| -> Keys {
-                let mut keys = vec![String::new(); KEY_COLUMNS.len()];
-                for (&i, v) in section_index.iter().zip(section) {
-                    keys[i] = v.clone();
-                }
-                for (&i, v) in row_index.iter().zip(row) {
-                    keys[i] = v.clone();
-                }
-                if let Some(i) = column_index {
-                    keys[i] = column.to_string();
-                }
-                keys
+                assemble_keys(&shape.rows, shape.column, section, row, column)
             };
             let mut rows: Vec<Row> = row_values
                 .iter()
@@ -362,17 +385,17 @@ impl Table {
             if shape.marks {
                 mark(&mut rows, &shape.rows, shape.baseline);
             }
-            let label = section_index
+            let (names, values): (Vec<String>, Vec<String>) = section_index
                 .iter()
                 .zip(section)
                 .zip(&varying)
                 .filter(|(_, v)| **v)
-                .map(|((&i, v), _)| format!("{} {v}", KEY_COLUMNS[i]))
-                .collect::<Vec<_>>()
-                .join(", ");
+                .map(|((&i, v), _)| (format!("{} {v}", KEY_COLUMNS[i]), v.clone()))
+                .unzip();
             sections.push(Section {
-                label,
+                label: names.join(", "),
                 section_keys: section.clone(),
+                varying: values,
                 rows,
             });
         }
@@ -528,16 +551,7 @@ impl Table {
             for row in &section.rows {
                 let mut cells = row.cells.iter();
                 for column in &self.column_values {
-                    // Section keys are the key columns that are neither row keys nor the column.
-                    let mut section_values = section.section_keys.iter();
-                    let full: Vec<String> = KEY_COLUMNS
-                        .iter()
-                        .map(|k| match self.row_keys.iter().position(|r| r == k) {
-                            Some(i) => row.keys[i].clone(),
-                            None if Some(*k) == self.column => column.clone(),
-                            None => section_values.next().cloned().unwrap_or_default(),
-                        })
-                        .collect();
+                    let full = self.full_keys(section, &row.keys, column);
                     for (s, m) in &self.metrics {
                         let cell = cells.next().expect("a cell per column and metric");
                         for (out, v) in keys.iter_mut().zip(&full) {

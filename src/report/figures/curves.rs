@@ -71,7 +71,7 @@ impl Figure for LineFigure {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         let (columns, rows) = self.grid();
-        let (width, height) = self.size();
+        let (_, height) = self.size();
         root.draw(&Text::new(
             self.title.clone(),
             (10, 8),
@@ -87,7 +87,6 @@ impl Figure for LineFigure {
             .drawn()?;
         }
         let body = root.margin(TITLE, if self.note.is_empty() { 0 } else { NOTE }, 0, 0);
-        let _ = width;
         let areas = body.split_evenly((rows as usize, columns as usize));
         for (panel, area) in self.panels.iter().zip(areas) {
             draw_panel(panel, &area)?;

@@ -10,7 +10,7 @@ use super::projection::{EmbeddingProjection, ProjectionPanel};
 use super::{AttentionFigure, save};
 use crate::report::aggregate::{Aggregate, Keys};
 use crate::report::runs::{KEY_COLUMNS, RunRow, Runs};
-use crate::report::table::{Section, Table, display_metric};
+use crate::report::table::{Section, Table, display_metric, key_index};
 
 /// The first finished replicate (matrix order: lowest seed, then fold) with these keys.
 fn first_run<'a>(runs: &'a Runs, keys: &Keys) -> Option<&'a RunRow> {
@@ -20,22 +20,6 @@ fn first_run<'a>(runs: &'a Runs, keys: &Keys) -> Option<&'a RunRow> {
             .zip(keys)
             .all(|(k, v)| r.values.get(k).as_ref() == Some(v))
     })
-}
-
-/// The full keys of a main-table row: section keys (dataset excluded), row keys (head,
-/// groups) and the dataset column.
-fn keys_of(section: &Section, row: &[String], dataset: &str) -> Keys {
-    // Main-table sections hold backbone, loss, embedding_size in KEY_COLUMNS order.
-    let mut section_values = section.section_keys.iter();
-    let mut row_values = row.iter();
-    KEY_COLUMNS
-        .iter()
-        .map(|k| match *k {
-            "dataset" => dataset.to_string(),
-            "head" | "groups" => row_values.next().cloned().unwrap_or_default(),
-            _ => section_values.next().cloned().unwrap_or_default(),
-        })
-        .collect()
 }
 
 fn method(row: &[String]) -> String {
@@ -61,30 +45,20 @@ fn slug(parts: &[&str]) -> String {
         .join("-")
 }
 
-/// The panel title of a section and dataset: "fashion-mnist · margin".
+/// The dataset and the section's varying values: "fashion-mnist · margin" in titles,
+/// "fashion-mnist-margin" in file names.
+fn scope_parts<'a>(dataset: &'a str, section: &'a Section) -> Vec<&'a str> {
+    std::iter::once(dataset)
+        .chain(section.varying.iter().map(String::as_str))
+        .collect()
+}
+
 fn scope(dataset: &str, section: &Section) -> String {
-    let label = section
-        .label
-        .split(", ")
-        .filter_map(|kv| kv.split_once(' ').map(|(_, v)| v))
-        .collect::<Vec<_>>()
-        .join(" · ");
-    if label.is_empty() {
-        dataset.to_string()
-    } else {
-        format!("{dataset} · {label}")
-    }
+    scope_parts(dataset, section).join(" · ")
 }
 
 fn scope_slug(dataset: &str, section: &Section) -> String {
-    let values: Vec<&str> = section
-        .label
-        .split(", ")
-        .filter_map(|kv| kv.split_once(' ').map(|(_, v)| v))
-        .collect();
-    let mut parts = vec![dataset];
-    parts.extend(values);
-    slug(&parts)
+    slug(&scope_parts(dataset, section))
 }
 
 /// Writes every figure of `name` into `<out>/figures/`; returns the files written.
@@ -108,7 +82,7 @@ pub fn write_figures(
     for section in &main.sections {
         for dataset in &main.column_values {
             let tag = scope_slug(dataset, section);
-            let figure = training_curves(name, runs, section, dataset)?;
+            let figure = training_curves(name, runs, main, section, dataset)?;
             if !figure.panels.is_empty() {
                 written.extend(save(&figure, &dir, &format!("training-{tag}"))?);
             }
@@ -121,7 +95,7 @@ pub fn write_figures(
     if let Some(section) = main.sections.first() {
         for dataset in &main.column_values {
             for row in &section.rows {
-                let keys = keys_of(section, &row.keys, dataset);
+                let keys = main.full_keys(section, &row.keys, dataset);
                 let Some(run) = first_run(runs, &keys) else {
                     continue;
                 };
@@ -204,14 +178,14 @@ fn recall_curves(name: &str, main: &Table) -> LineFigure {
 /// Recall@1 and MAP@R against P for every head run at several group counts, one line per
 /// head and section; the no-grouping baseline as a faint line.
 fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
-    let planned = aggregate.planned_keys();
+    let (head_at, groups_at) = (key_index("head"), key_index("groups"));
     let mut lines: Vec<(Keys, Vec<String>)> = Vec::new(); // (keys without groups, group values)
-    for keys in &planned {
+    for keys in aggregate.planned_keys() {
         let mut base = keys.clone();
-        base[5].clear();
+        base[groups_at].clear();
         match lines.iter_mut().find(|(b, _)| *b == base) {
-            Some((_, groups)) => groups.push(keys[5].clone()),
-            None => lines.push((base, vec![keys[5].clone()])),
+            Some((_, groups)) => groups.push(keys[groups_at].clone()),
+            None => lines.push((base, vec![keys[groups_at].clone()])),
         }
     }
     lines.retain(|(_, groups)| groups.len() > 1);
@@ -219,20 +193,20 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
         return None;
     }
     // Name each line by the keys that vary between lines.
-    let varying: Vec<usize> = (0..5)
-        .filter(|&i| lines.iter().any(|(b, _)| b[i] != lines[0].0[i]))
+    let varying: Vec<usize> = (0..KEY_COLUMNS.len())
+        .filter(|&i| i != groups_at && lines.iter().any(|(b, _)| b[i] != lines[0].0[i]))
         .collect();
     // Lines name their head, and the other keys that vary between lines.
     let label = |base: &Keys, head: bool| {
         let prefix = if head {
-            format!("{} ", base[4])
+            format!("{} ", base[head_at])
         } else {
             String::new()
         };
         prefix
             + &varying
                 .iter()
-                .filter(|&&i| i != 4)
+                .filter(|&&i| i != head_at)
                 .map(|&i| base[i].clone())
                 .collect::<Vec<_>>()
                 .join(" · ")
@@ -245,7 +219,7 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
                 .iter()
                 .filter_map(|g| {
                     let mut keys = base.clone();
-                    keys[5] = g.clone();
+                    keys[groups_at] = g.clone();
                     let stat = aggregate.stat(&keys, "test", metric)?;
                     let p: f64 = g.parse().ok()?;
                     Some((p.log2(), stat.mean * 100.0, Some(stat.std * 100.0)))
@@ -255,8 +229,8 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
                 continue;
             }
             let mut none = base.clone();
-            none[4] = "none".into();
-            none[5] = "1".into();
+            none[head_at] = "none".into();
+            none[groups_at] = "1".into();
             if let Some(stat) = aggregate.stat(&none, "test", metric) {
                 let (lo, hi) = points
                     .iter()
@@ -300,6 +274,7 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
 fn training_curves(
     name: &str,
     runs: &Runs,
+    main: &Table,
     section: &Section,
     dataset: &str,
 ) -> anyhow::Result<LineFigure> {
@@ -307,7 +282,7 @@ fn training_curves(
     let mut val = Vec::new();
     let mut selection = String::from("val_map@r");
     for (i, row) in section.rows.iter().enumerate() {
-        let Some(run) = first_run(runs, &keys_of(section, &row.keys, dataset)) else {
+        let Some(run) = first_run(runs, &main.full_keys(section, &row.keys, dataset)) else {
             continue;
         };
         let history = History::read(&run.dir.join("history.csv"))?;
@@ -400,7 +375,7 @@ fn projection(
     let mut panels = Vec::new();
     let mut classes = Vec::new();
     for row in chosen {
-        let Some(run) = first_run(runs, &keys_of(section, &row.keys, dataset)) else {
+        let Some(run) = first_run(runs, &main.full_keys(section, &row.keys, dataset)) else {
             continue;
         };
         if !run.dir.join("test-embeddings.npy").exists() {
