@@ -8,11 +8,7 @@ use sha2::{Digest, Sha256};
 
 mod common;
 
-use common::{AGML, agml};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use common::{AGML, agml, repo};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

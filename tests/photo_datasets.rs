@@ -11,12 +11,10 @@ use agml::error::is_bad_input;
 
 mod common;
 
-use common::agml;
+use common::{agml, repo};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/datasets")
-        .join(name)
+    repo("tests/fixtures/datasets").join(name)
 }
 
 /// A copy of a fixture tree that a test may break.

@@ -7,15 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use agml::eval::npy::read_npy;
-use common::agml;
-
-fn repo(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(path)
-        .to_str()
-        .unwrap()
-        .to_string()
-}
+use common::{agml, repo};
 
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -47,7 +39,7 @@ fn report_renders_tables_index_and_figures_from_stored_runs() {
     let results = tmp.path().join("results");
     let paper = tmp.path().join("paper");
     let (results_s, paper_s) = (results.to_str().unwrap(), paper.to_str().unwrap());
-    let smoke = repo("experiments/smoke.toml");
+    let smoke = repo("experiments/smoke.toml").to_str().unwrap().to_string();
 
     // Half the matrix: the table still renders, with the missing cell marked and counted.
     let run = agml(&["run", &smoke, "--results", results_s, "--only", "head=none"]);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::agml;
+use common::{agml, repo};
 
 fn slurm_answers() -> bool {
     Command::new("sinfo")
@@ -37,7 +37,7 @@ fn the_smoke_matrix_runs_as_a_job_array_and_is_never_submitted_twice() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("results");
-    let smoke = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/smoke.toml");
+    let smoke = repo("experiments/smoke.toml");
     let (smoke, results_s) = (smoke.to_str().unwrap(), results.to_str().unwrap());
 
     let out = agml(&["run", smoke, "--results", results_s, "--executor", "slurm"]);
