@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::style::series_colour;
-use super::{Drawn, FAMILY, Figure};
+use super::{Drawn, FAMILY, Figure, extent};
 
 /// One line: points (x, y, error bar half-height), points to mark, drawn faint or not.
 #[derive(Debug, Clone, Default)]
@@ -96,14 +96,9 @@ impl Figure for LineFigure {
 }
 
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-            (l.min(v), h.max(v))
-        });
-    if !lo.is_finite() {
+    let Some((lo, hi)) = extent(values) else {
         return (0.0, 1.0);
-    }
+    };
     let pad = ((hi - lo) * 0.08).max(1e-3 * hi.abs().max(1.0));
     (lo - pad, hi + pad)
 }

@@ -34,6 +34,16 @@ fn register_font() {
     });
 }
 
+/// The smallest and largest finite value, if there is one (axis ranges).
+pub(crate) fn extent(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |range, v| {
+            Some(range.map_or((v, v), |(lo, hi): (f64, f64)| (lo.min(v), hi.max(v))))
+        })
+}
+
 /// A figure that draws itself on any plotters backend.
 pub trait Figure {
     /// Width and height in pixels (PNG) or user units (SVG).

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::style::series_colour;
-use super::{Drawn, FAMILY, Figure};
+use super::{Drawn, FAMILY, Figure, extent};
 use crate::eval::npy::{NpyValues, read_npy};
 
 /// At most this many classes are drawn (colours stay distinguishable), and at most this many
@@ -178,19 +178,12 @@ impl Figure for EmbeddingProjection {
             .iter()
             .zip(body.split_evenly((1, self.panels.len().max(1))))
         {
-            let range = |axis: usize| {
-                let (lo, hi) = panel
-                    .points
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), (p, _)| {
-                        (l.min(p[axis]), h.max(p[axis]))
-                    });
-                let pad = ((hi - lo) * 0.05).max(1e-6);
-                if lo.is_finite() {
+            let range = |axis: usize| match extent(panel.points.iter().map(|(p, _)| p[axis])) {
+                Some((lo, hi)) => {
+                    let pad = ((hi - lo) * 0.05).max(1e-6);
                     (lo - pad)..(hi + pad)
-                } else {
-                    -1.0..1.0
                 }
+                None => -1.0..1.0,
             };
             let mut chart = ChartBuilder::on(&area)
                 .caption(panel.title.clone(), (FAMILY, 14.0))

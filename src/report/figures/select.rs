@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::curves::{History, LineFigure, Panel, Series};
 use super::projection::{EmbeddingProjection, ProjectionPanel};
-use super::{AttentionFigure, save};
+use super::{AttentionFigure, extent, save};
 use crate::report::aggregate::{Aggregate, Keys};
 use crate::report::runs::{KEY_COLUMNS, RunRow, Runs};
 use crate::report::table::{Section, Table, display_metric, key_index};
@@ -231,12 +231,10 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
             let mut none = base.clone();
             none[head_at] = "none".into();
             none[groups_at] = "1".into();
-            if let Some(stat) = aggregate.stat(&none, "test", metric) {
-                let (lo, hi) = points
-                    .iter()
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
-                        (l.min(p.0), h.max(p.0))
-                    });
+            if let (Some(stat), Some((lo, hi))) = (
+                aggregate.stat(&none, "test", metric),
+                extent(points.iter().map(|p| p.0)),
+            ) {
                 series.push(Series {
                     name: format!("none {}", label(base, false)).trim().to_string(),
                     points: vec![(lo, stat.mean * 100.0, None), (hi, stat.mean * 100.0, None)],
