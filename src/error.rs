@@ -7,7 +7,8 @@ use std::path::Path;
 ///
 /// The CLI exits with code 2 when an error chain contains one; every other error is a failed
 /// run (exit 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct BadInput {
     /// One line that names the file (and line/column where it applies) and what is wrong.
     pub message: String,
@@ -28,13 +29,22 @@ impl BadInput {
     }
 }
 
-impl fmt::Display for BadInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
+/// Settings that break a rule: the keys involved (an error points at the first one a matrix
+/// table set) and why. Configuration types say what is wrong; the matrix says where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub keys: &'static [&'static str],
+    pub message: String,
 }
 
-impl std::error::Error for BadInput {}
+impl Invalid {
+    pub fn new(keys: &'static [&'static str], message: impl Into<String>) -> Self {
+        Self {
+            keys,
+            message: message.into(),
+        }
+    }
+}
 
 /// 1-based line and column (in characters) of a byte offset in `source`.
 pub fn line_column(source: &str, offset: usize) -> (usize, usize) {

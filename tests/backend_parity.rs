@@ -4,7 +4,8 @@
 #![cfg(all(feature = "flex", feature = "tch"))]
 
 use agml::loss::{LossConfig, LossName, LossShape, MetricLoss, diversity_loss};
-use agml::model::embedder::{Embedder, EmbedderSpec};
+use agml::model::GroupShape;
+use agml::model::embedder::{Embedder, EmbedderConfig};
 use agml::model::layers::ParamInit;
 use agml::model::{BackboneKind, HeadKind};
 use agml::train::Backend;
@@ -29,18 +30,18 @@ fn forward(backend: Backend, backbone: BackboneKind, head: HeadKind, size: usize
         3
     };
     let groups = 4;
-    let spec = EmbedderSpec {
+    let spec = EmbedderConfig {
         backbone,
         pretrained: None,
         freeze_batchnorm: false,
         head,
         in_channels: channels,
-        groups,
-        embedding_size: 32,
+        groups: GroupShape::of(head, groups, 32),
+
         reduction: 4,
         seed: 3,
     };
-    let model = Embedder::new(&spec, &device).unwrap();
+    let model = spec.init(&device).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let pixels: Vec<f32> = (0..BATCH * channels * size * size)
         .map(|_| rng.random_range(-1.0..1.0))

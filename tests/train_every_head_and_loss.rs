@@ -25,18 +25,10 @@ fn config(head: HeadKind, loss: LossName) -> RunConfig {
             epochs: 1,
             batch_size: 8,
             samples_per_class: 2,
-            lr: 1e-3,
-            weight_decay: 1e-4,
-            head_lr: 1e-3,
-            head_weight_decay: 1e-4,
-            query_lr: 1e-3,
-            query_weight_decay: 1e-4,
-            lr_milestones: vec![],
-            lr_gamma: 0.3,
-            lambda_div: 0.02,
             recall_k: vec![1, 2],
-            selection_metric: "map@r".into(),
-        },
+            ..TrainConfig::default()
+        }
+        .settled(),
     }
 }
 

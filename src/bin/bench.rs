@@ -344,7 +344,7 @@ fn plan_bench(dir: &Path) -> anyhow::Result<Value> {
     let store = agml::store::RunStore::new(&results);
     for cell in &matrix.cells {
         let mut writer = store.begin(&cell.hash)?;
-        writer.write("metrics.json", b"{}")?;
+        writer.write(agml::store::RunFile::Metrics, b"{}")?;
         writer.finish(
             agml::train::SEMANTICS,
             agml::store::Provenance {

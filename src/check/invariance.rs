@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::model::backbones::{Backbone, BackboneKind};
-use crate::model::heads::{FlattenHead, Head, HeadKind, HeadOutput, HeadShape};
+use crate::model::heads::{FlattenHead, GroupShape, Head, HeadKind, HeadOutput, HeadShape};
 use crate::model::layers::ParamInit;
 
 /// The attentive head must be invariant within this (float rounding).
@@ -149,86 +149,69 @@ fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f64 {
     f64::from(diff[0])
 }
 
-/// Runs the check on `device` (plain, inference mode: BatchNorm uses its running statistics).
-pub fn check_invariance(options: &InvarianceOptions, device: &Device) -> InvarianceReport {
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let stride = options.backbone.total_stride();
-    // A feature map of 7 x 7 positions (224 for ResNet-50, 28 for the small CNN).
-    let image_size = 7 * stride;
-    let mut init = ParamInit::new(options.seed, device);
-    let backbone = Backbone::new(options.backbone, 3, false, &mut init);
-    let images = random_tensor(
-        [options.images, 3, image_size, image_size],
-        &mut rng,
-        device,
-    );
-    let features = backbone.forward(images.clone());
-    let [_, channels, fh, fw] = features.dims();
-
+/// The heads under test (each with its group count) and the flatten control, over feature
+/// maps of `channels` x `positions`.
+fn subjects(
+    options: &InvarianceOptions,
+    channels: usize,
+    positions: usize,
+    init: &mut ParamInit,
+) -> Vec<(String, usize, Subject)> {
     let mut subjects: Vec<(String, usize, Subject)> = options
         .heads
         .iter()
         .map(|&kind| {
-            let groups = if kind.has_groups() { options.groups } else { 1 };
-            let shape = HeadShape {
-                channels,
-                groups,
-                group_size: options.embedding_size / groups,
-                reduction: 8.min(channels),
-            };
-            let head = Head::new(kind, shape, &mut init);
-            (kind.to_string(), groups, Subject::Head(Box::new(head)))
+            let groups = GroupShape::of(kind, options.groups, options.embedding_size);
+            let shape = HeadShape::new(channels, groups, 8.min(channels));
+            let head = Subject::Head(Box::new(Head::new(kind, shape, init)));
+            (kind.to_string(), groups.groups, head)
         })
         .collect();
-    let control = FlattenHead::new(channels, fh * fw, options.embedding_size, &mut init);
+    let control = FlattenHead::new(channels, positions, options.embedding_size, init);
     subjects.push(("flatten (control)".into(), 1, Subject::Flatten(control)));
+    subjects
+}
 
-    let perms: Vec<Vec<usize>> = (0..options.trials)
-        .map(|_| {
-            let mut p: Vec<usize> = (0..fh * fw).collect();
-            p.shuffle(&mut rng);
-            p
-        })
-        .collect();
-    let multiples = [(stride, 0), (0, stride), (2 * stride, 3 * stride)];
-    let others = [(1, 0), (0, stride / 2 + 1), (stride + 3, stride - 1)];
-    let shifted = |shifts: &[(usize, usize)]| -> Vec<Tensor<4>> {
-        shifts
-            .iter()
-            .map(|&(dy, dx)| backbone.forward(roll(images.clone(), dy, dx)))
-            .collect()
-    };
-    let (by_stride, by_other) = (shifted(&multiples), shifted(&others));
-
-    let mut rows = Vec::new();
-    for (name, groups, subject) in &subjects {
-        let base = subject.forward(features.clone());
-        let mut permutation = 0f64;
-        let mut maps: Option<f64> = None;
-        for perm in &perms {
-            let out = subject.forward(permute_positions(features.clone(), perm));
-            permutation = permutation.max(max_abs_diff(base.groups.clone(), out.groups));
-            if let (Some(m0), Some(m1)) = (&base.maps, out.maps) {
-                let expected = permute_positions(m0.clone(), perm);
-                maps = Some(maps.unwrap_or(0.0).max(max_abs_diff(expected, m1)));
-            }
+/// What one subject shows: its output under each permutation of positions (and whether its
+/// maps permute alike), and under the shifted inputs' feature maps.
+fn measure(
+    (name, groups, subject): &(String, usize, Subject),
+    features: &Tensor<4>,
+    perms: &[Vec<usize>],
+    by_stride: &[Tensor<4>],
+    by_other: &[Tensor<4>],
+) -> InvarianceRow {
+    let base = subject.forward(features.clone());
+    let mut permutation = 0f64;
+    let mut maps: Option<f64> = None;
+    for perm in perms {
+        let out = subject.forward(permute_positions(features.clone(), perm));
+        permutation = permutation.max(max_abs_diff(base.groups.clone(), out.groups));
+        if let (Some(m0), Some(m1)) = (&base.maps, out.maps) {
+            let expected = permute_positions(m0.clone(), perm);
+            maps = Some(maps.unwrap_or(0.0).max(max_abs_diff(expected, m1)));
         }
-        let worst = |maps: &[Tensor<4>]| {
-            maps.iter()
-                .map(|f| max_abs_diff(base.groups.clone(), subject.forward(f.clone()).groups))
-                .fold(0f64, f64::max)
-        };
-        rows.push(InvarianceRow {
-            head: name.clone(),
-            groups: *groups,
-            permutation,
-            maps,
-            shift_by_stride: worst(&by_stride),
-            shift_other: worst(&by_other),
-        });
     }
+    let worst = |maps: &[Tensor<4>]| {
+        maps.iter()
+            .map(|f| max_abs_diff(base.groups.clone(), subject.forward(f.clone()).groups))
+            .fold(0f64, f64::max)
+    };
+    InvarianceRow {
+        head: name.clone(),
+        groups: *groups,
+        permutation,
+        maps,
+        shift_by_stride: worst(by_stride),
+        shift_other: worst(by_other),
+    }
+}
+
+/// The claims that do not hold: attentive grouping not invariant (or its maps not
+/// equivariant), or a control that does not vary (so the check could not fail).
+fn failures(rows: &[InvarianceRow]) -> Vec<String> {
     let mut failures = Vec::new();
-    for row in &rows {
+    for row in rows {
         let attentive = row.head == "attentive" || row.head == "attentive-linear";
         if attentive && row.permutation > INVARIANT_WITHIN {
             failures.push(format!(
@@ -250,13 +233,52 @@ pub fn check_invariance(options: &InvarianceOptions, device: &Device) -> Invaria
             ));
         }
     }
+    failures
+}
+
+/// Runs the check on `device` (plain, inference mode: BatchNorm uses its running statistics).
+pub fn check_invariance(options: &InvarianceOptions, device: &Device) -> InvarianceReport {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let stride = options.backbone.total_stride();
+    // A feature map of 7 x 7 positions (224 for ResNet-50, 28 for the small CNN).
+    let image_size = 7 * stride;
+    let mut init = ParamInit::new(options.seed, device);
+    let backbone = Backbone::new(options.backbone, 3, false, &mut init);
+    let images = random_tensor(
+        [options.images, 3, image_size, image_size],
+        &mut rng,
+        device,
+    );
+    let features = backbone.forward(images.clone());
+    let [_, channels, fh, fw] = features.dims();
+    let subjects = subjects(options, channels, fh * fw, &mut init);
+    let perms: Vec<Vec<usize>> = (0..options.trials)
+        .map(|_| {
+            let mut p: Vec<usize> = (0..fh * fw).collect();
+            p.shuffle(&mut rng);
+            p
+        })
+        .collect();
+    let multiples = [(stride, 0), (0, stride), (2 * stride, 3 * stride)];
+    let others = [(1, 0), (0, stride / 2 + 1), (stride + 3, stride - 1)];
+    let shifted = |shifts: &[(usize, usize)]| -> Vec<Tensor<4>> {
+        shifts
+            .iter()
+            .map(|&(dy, dx)| backbone.forward(roll(images.clone(), dy, dx)))
+            .collect()
+    };
+    let (by_stride, by_other) = (shifted(&multiples), shifted(&others));
+    let rows: Vec<InvarianceRow> = subjects
+        .iter()
+        .map(|s| measure(s, &features, &perms, &by_stride, &by_other))
+        .collect();
     InvarianceReport {
         backbone: options.backbone.to_string(),
         image_size,
         total_stride: stride,
         feature_map: [fh, fw],
+        failures: failures(&rows),
         rows,
-        failures,
     }
 }
 

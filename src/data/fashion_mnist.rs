@@ -9,8 +9,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::images::{ClassFold, Splits, Validation, select_classes, split_validation};
-use crate::error::BadInput;
+use super::images::{
+    ClassFold, Splits, Validation, check_val_fraction, select_classes, split_validation,
+};
+use crate::error::{BadInput, Invalid};
 
 /// Where Debian's package puts the files.
 pub const FASHION_MNIST_DEFAULT_ROOT: &str = "/usr/share/datasets/fashion-mnist";
@@ -26,7 +28,7 @@ const STD: f32 = 0.3530;
 
 /// Which Fashion-MNIST classes and how many images of each a run uses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct FashionMnistConfig {
     pub train_classes: Vec<u8>,
     pub test_classes: Vec<u8>,
@@ -58,6 +60,36 @@ impl Default for FashionMnistConfig {
             validation: Validation::Images,
             fold: None,
         }
+    }
+}
+
+impl FashionMnistConfig {
+    /// Fashion-MNIST's rules: classes are 0..=9, the split is class-disjoint.
+    pub fn check(&self) -> Result<(), Invalid> {
+        for (keys, list) in [
+            (&["train_classes"], &self.train_classes),
+            (&["test_classes"], &self.test_classes),
+        ] {
+            if list.is_empty() || list.iter().any(|&c| c > 9) {
+                return Err(Invalid::new(
+                    keys,
+                    "Fashion-MNIST classes are 0..=9 and a list is not empty",
+                ));
+            }
+        }
+        if let Some(shared) = self
+            .train_classes
+            .iter()
+            .find(|c| self.test_classes.contains(c))
+        {
+            return Err(Invalid::new(
+                &["test_classes", "train_classes"],
+                format!(
+                    "class {shared} is both a training and a test class: the split must be class-disjoint"
+                ),
+            ));
+        }
+        check_val_fraction(self.val_fraction)
     }
 }
 

@@ -170,6 +170,18 @@ pub fn keep_at_most(members: &mut Vec<usize>, per_class: usize, seed: u64, key: 
     }
 }
 
+/// A validation fraction is in (0, 1).
+pub fn check_val_fraction(fraction: f64) -> Result<(), crate::error::Invalid> {
+    if fraction > 0.0 && fraction < 1.0 {
+        Ok(())
+    } else {
+        Err(crate::error::Invalid::new(
+            &["val_fraction"],
+            "val_fraction must be in (0, 1)",
+        ))
+    }
+}
+
 /// How the validation split is carved from the training classes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

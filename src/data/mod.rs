@@ -98,6 +98,18 @@ impl DatasetConfig {
         }
     }
 
+    /// How its validation split is carved (the synthetic set's too).
+    pub fn validation(&self) -> Validation {
+        match self {
+            DatasetConfig::FashionMnist(c) => c.validation,
+            DatasetConfig::Synthetic(c) => c.validation,
+            DatasetConfig::Cub(c)
+            | DatasetConfig::Cars(c)
+            | DatasetConfig::Sop(c)
+            | DatasetConfig::InShop(c) => c.validation,
+        }
+    }
+
     /// The photo dataset's configuration, if this is one.
     pub fn photo_mut(&mut self) -> Option<&mut PhotoConfig> {
         match self {

@@ -14,7 +14,7 @@ use super::images::{
 };
 use super::pipeline::Transform;
 
-use crate::error::BadInput;
+use crate::error::{BadInput, Invalid};
 
 /// One listed image.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +36,7 @@ pub struct Listing {
 /// Split and pipeline parameters of a photo dataset (the part of a run's configuration that
 /// says which images it trains, selects and tests on, and how they are transformed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PhotoConfig {
     /// Images kept per training class before the validation split (0: all).
     pub train_per_class: usize,
@@ -62,6 +62,14 @@ impl Default for PhotoConfig {
             fold: None,
             transform: Transform::default(),
         }
+    }
+}
+
+impl PhotoConfig {
+    /// The split's and the pipeline's rules.
+    pub fn check(&self) -> Result<(), Invalid> {
+        super::images::check_val_fraction(self.val_fraction)?;
+        self.transform.check()
     }
 }
 

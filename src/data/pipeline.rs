@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::BadInput;
+use crate::error::{BadInput, Invalid};
 use crate::model::BackboneKind;
 
 /// How pixels are scaled and ordered for the backbone.
@@ -44,7 +44,7 @@ impl Normalization {
 
 /// The transforms of one run (part of the cell's configuration).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Transform {
     /// Side of the square training crop (224; 227 for GoogLeNet in the authors' code).
     pub crop: usize,
@@ -72,6 +72,40 @@ impl Default for Transform {
             flip: true,
             normalization: Normalization::Imagenet,
         }
+    }
+}
+
+impl Transform {
+    /// Sides of at least 16 pixels (a crop of 0 stands for the backbone's default) and
+    /// RandomResizedCrop ranges `[low, high]` with `0 < low <= high`, the scale at most 1.
+    pub fn check(&self) -> Result<(), Invalid> {
+        let sides: [(&'static [&'static str], usize); 3] = [
+            (&["crop"], if self.crop == 0 { 16 } else { self.crop }),
+            (&["test_crop"], self.test_crop),
+            (&["resize"], self.resize),
+        ];
+        for (key, side) in sides {
+            if side < 16 {
+                return Err(Invalid::new(key, format!("{} must be at least 16", key[0])));
+            }
+        }
+        let ranges: [(&'static [&'static str], [f64; 2]); 2] =
+            [(&["scale"], self.scale), (&["ratio"], self.ratio)];
+        for (key, [lo, hi]) in ranges {
+            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+                return Err(Invalid::new(
+                    key,
+                    format!("{} must be [low, high] with 0 < low <= high", key[0]),
+                ));
+            }
+        }
+        if self.scale[1] > 1.0 {
+            return Err(Invalid::new(
+                &["scale"],
+                "scale is a fraction of the image: at most 1",
+            ));
+        }
+        Ok(())
     }
 }
 

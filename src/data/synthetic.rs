@@ -43,6 +43,17 @@ impl Default for SyntheticConfig {
 }
 
 impl SyntheticConfig {
+    /// The generator's limits.
+    pub fn check(&self) -> Result<(), crate::error::Invalid> {
+        if self.classes < 4 || self.images_per_class < 2 || self.size < 8 || self.channels == 0 {
+            return Err(crate::error::Invalid::new(
+                &["classes", "images_per_class", "size", "channels"],
+                "[datasets.synthetic] needs classes >= 4, images_per_class >= 2, size >= 8, channels >= 1",
+            ));
+        }
+        Ok(())
+    }
+
     /// Classes on the training side (before any class-disjoint validation split).
     fn training_side(&self) -> usize {
         self.classes / 2

@@ -33,7 +33,8 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, BadInput> {
     })
 }
 
-fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
+/// The header's dtype and shape, and where the data starts.
+fn parse_header(bytes: &[u8]) -> Result<(String, Vec<usize>, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("no NUMPY magic".into());
     }
@@ -58,12 +59,12 @@ fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
             .trim_start_matches(':')
             .trim_start())
     };
-    let descr = field("descr")?;
-    let descr = descr
+    let descr = field("descr")?
         .trim_start_matches('\'')
         .split('\'')
         .next()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_string();
     if field("fortran_order")?.starts_with("True") {
         return Err("Fortran order is not supported".into());
     }
@@ -75,9 +76,33 @@ fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| format!("bad shape entry {s}")))
         .collect::<Result<_, _>>()?;
+    Ok((descr, shape, start + header_len))
+}
+
+/// Little-endian values of dtype `descr`: floats as f32, integers as i64.
+fn decode(descr: &str, data: &[u8]) -> NpyValues {
+    fn read<const N: usize, T>(data: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+        data.chunks_exact(N)
+            .map(|c| f(c.try_into().expect("N bytes")))
+            .collect()
+    }
+    match descr {
+        "<f4" => NpyValues::Float(read(data, f32::from_le_bytes)),
+        "<f8" => NpyValues::Float(read(data, |b| f64::from_le_bytes(b) as f32)),
+        "<i8" => NpyValues::Int(read(data, i64::from_le_bytes)),
+        "<u8" => NpyValues::Int(read(data, |b| u64::from_le_bytes(b) as i64)),
+        "<i4" => NpyValues::Int(read(data, |b| i64::from(i32::from_le_bytes(b)))),
+        "<u4" => NpyValues::Int(read(data, |b| i64::from(u32::from_le_bytes(b)))),
+        "|u1" => NpyValues::Int(data.iter().map(|&b| i64::from(b)).collect()),
+        _ => NpyValues::Int(data.iter().map(|&b| i64::from(b as i8)).collect()),
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
+    let (descr, shape, start) = parse_header(bytes)?;
     let count: usize = shape.iter().product();
-    let data = &bytes[start + header_len..];
-    let width = match descr {
+    let data = &bytes[start..];
+    let width = match descr.as_str() {
         "<f4" | "<i4" | "<u4" => 4,
         "<f8" | "<i8" | "<u8" => 8,
         "|u1" | "|i1" => 1,
@@ -89,42 +114,10 @@ fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
             data.len()
         ));
     }
-    let chunks = data.chunks_exact(width);
-    let values = match descr {
-        "<f4" => NpyValues::Float(
-            chunks
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect(),
-        ),
-        "<f8" => NpyValues::Float(
-            chunks
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect(),
-        ),
-        "<i8" => NpyValues::Int(
-            chunks
-                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                .collect(),
-        ),
-        "<u8" => NpyValues::Int(
-            chunks
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as i64)
-                .collect(),
-        ),
-        "<i4" => NpyValues::Int(
-            chunks
-                .map(|c| i64::from(i32::from_le_bytes(c.try_into().expect("4 bytes"))))
-                .collect(),
-        ),
-        "<u4" => NpyValues::Int(
-            chunks
-                .map(|c| i64::from(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
-                .collect(),
-        ),
-        "|u1" => NpyValues::Int(data.iter().map(|&b| i64::from(b)).collect()),
-        _ => NpyValues::Int(data.iter().map(|&b| i64::from(b as i8)).collect()),
-    };
-    Ok(NpyArray { shape, values })
+    Ok(NpyArray {
+        shape,
+        values: decode(&descr, data),
+    })
 }
 
 fn encode(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {

@@ -29,7 +29,19 @@ pub use triplet::{Triplet, TripletConfig};
 use crate::model::layers::ParamInit;
 
 /// Loss names accepted on the `loss` axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum LossName {
     Margin,

@@ -7,7 +7,10 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use toml::Spanned;
 
-use crate::data::{DatasetName, SyntheticConfig, Validation};
+use super::axis::Axis;
+use super::filter::Selection;
+use super::layer::Layer;
+use crate::data::{DatasetName, SyntheticConfig};
 use crate::loss::{
     BinomialDevianceConfig, ContrastiveConfig, LossConfig, LossName, MarginConfig,
     MultiSimilarityConfig, NormalizedSoftmaxConfig, ProxyAnchorConfig, TripletConfig,
@@ -24,9 +27,10 @@ pub struct MatrixFile {
     pub description: Option<String>,
     /// The axes whose cartesian product are the cells.
     pub axes: Spanned<Axes>,
-    /// Training settings for every cell (over the built-in defaults).
+    /// Training and model settings for every cell (over the built-in defaults): keys of
+    /// [`TrainConfig`](crate::train::TrainConfig) and [`ModelSettings`](crate::train::config::ModelSettings).
     #[serde(default)]
-    pub defaults: Settings,
+    pub defaults: Layer,
     /// Per-backbone options, keyed by backbone name.
     #[serde(default)]
     pub backbones: BackboneTables,
@@ -42,82 +46,20 @@ pub struct MatrixFile {
 }
 
 /// An axis: a non-empty list of distinct values, each with its span.
-pub type Axis<T> = Spanned<Vec<Spanned<T>>>;
+pub type AxisList<T> = Spanned<Vec<Spanned<T>>>;
 
 /// The matrix axes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Axes {
-    pub dataset: Axis<DatasetName>,
-    pub backbone: Axis<BackboneKind>,
-    pub head: Axis<HeadKind>,
-    pub loss: Axis<LossName>,
-    pub groups: Axis<usize>,
-    pub seed: Axis<u64>,
+    pub dataset: AxisList<DatasetName>,
+    pub backbone: AxisList<BackboneKind>,
+    pub head: AxisList<HeadKind>,
+    pub loss: AxisList<LossName>,
+    pub groups: AxisList<usize>,
+    pub seed: AxisList<u64>,
     /// Total embedding size D; `defaults.embedding_size` when absent.
-    pub embedding_size: Option<Axis<usize>>,
-}
-
-/// Names of the axes, in expansion order, and `fold` (a dataset's `folds = k` expands into one
-/// cell per fold): the keys `--only` accepts.
-pub const AXIS_NAMES: [&str; 8] = [
-    "dataset",
-    "backbone",
-    "head",
-    "loss",
-    "embedding_size",
-    "groups",
-    "seed",
-    "fold",
-];
-
-/// Training and model settings; every field optional so tables can override each other.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub epochs: Option<Spanned<usize>>,
-    pub batch_size: Option<Spanned<usize>>,
-    pub samples_per_class: Option<Spanned<usize>>,
-    pub lr: Option<Spanned<f64>>,
-    pub weight_decay: Option<Spanned<f64>>,
-    pub head_lr: Option<Spanned<f64>>,
-    pub head_weight_decay: Option<Spanned<f64>>,
-    pub query_lr: Option<Spanned<f64>>,
-    pub query_weight_decay: Option<Spanned<f64>>,
-    pub lr_milestones: Option<Spanned<Vec<usize>>>,
-    pub lr_gamma: Option<Spanned<f64>>,
-    pub lambda_div: Option<Spanned<f64>>,
-    pub reduction: Option<Spanned<usize>>,
-    pub embedding_size: Option<Spanned<usize>>,
-    pub recall_k: Option<Spanned<Vec<usize>>>,
-    pub selection_metric: Option<Spanned<String>>,
-}
-
-impl Settings {
-    /// `self` with every field that `over` sets replaced by `over`'s value.
-    pub fn overlaid(&self, over: &Settings) -> Settings {
-        fn pick<T: Clone>(base: &Option<T>, over: &Option<T>) -> Option<T> {
-            over.clone().or_else(|| base.clone())
-        }
-        Settings {
-            epochs: pick(&self.epochs, &over.epochs),
-            batch_size: pick(&self.batch_size, &over.batch_size),
-            samples_per_class: pick(&self.samples_per_class, &over.samples_per_class),
-            lr: pick(&self.lr, &over.lr),
-            weight_decay: pick(&self.weight_decay, &over.weight_decay),
-            head_lr: pick(&self.head_lr, &over.head_lr),
-            head_weight_decay: pick(&self.head_weight_decay, &over.head_weight_decay),
-            query_lr: pick(&self.query_lr, &over.query_lr),
-            query_weight_decay: pick(&self.query_weight_decay, &over.query_weight_decay),
-            lr_milestones: pick(&self.lr_milestones, &over.lr_milestones),
-            lr_gamma: pick(&self.lr_gamma, &over.lr_gamma),
-            lambda_div: pick(&self.lambda_div, &over.lambda_div),
-            reduction: pick(&self.reduction, &over.reduction),
-            embedding_size: pick(&self.embedding_size, &over.embedding_size),
-            recall_k: pick(&self.recall_k, &over.recall_k),
-            selection_metric: pick(&self.selection_metric, &over.selection_metric),
-        }
-    }
+    pub embedding_size: Option<AxisList<usize>>,
 }
 
 /// `[backbones.<name>]` tables.
@@ -154,82 +96,36 @@ pub struct BackboneTable {
     pub freeze_batchnorm: Option<bool>,
 }
 
-/// `[datasets.<name>]` tables.
+/// `[datasets.<name>]` tables. Each holds its dataset's parameters (the fields of its
+/// configuration type: [`FashionMnistConfig`](crate::data::FashionMnistConfig), or
+/// [`PhotoConfig`](crate::data::PhotoConfig) with its transform's fields written flat), and
+/// `root` (where it lives; not hashed), `folds` (k-fold class-disjoint validation: one cell per
+/// fold) and a `train` table of settings over `[defaults]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetTables {
     #[serde(rename = "fashion-mnist")]
-    pub fashion_mnist: Option<FashionMnistTable>,
-    pub cub: Option<PhotoTable>,
-    pub cars: Option<PhotoTable>,
-    pub sop: Option<PhotoTable>,
-    pub inshop: Option<PhotoTable>,
+    pub fashion_mnist: Option<Layer>,
+    pub cub: Option<Layer>,
+    pub cars: Option<Layer>,
+    pub sop: Option<Layer>,
+    pub inshop: Option<Layer>,
     /// `[datasets.synthetic]`: the generator's parameters.
     pub synthetic: Option<SyntheticConfig>,
 }
 
 impl DatasetTables {
-    /// The table of photo dataset `name`.
-    pub fn photo(&self, name: DatasetName) -> Option<&PhotoTable> {
+    /// The table of dataset `name` (none for the synthetic set, whose table is typed).
+    pub fn get(&self, name: DatasetName) -> Option<&Layer> {
         match name {
+            DatasetName::FashionMnist => self.fashion_mnist.as_ref(),
             DatasetName::Cub => self.cub.as_ref(),
             DatasetName::Cars => self.cars.as_ref(),
             DatasetName::Sop => self.sop.as_ref(),
             DatasetName::InShop => self.inshop.as_ref(),
-            _ => None,
+            DatasetName::Synthetic => None,
         }
     }
-}
-
-/// `[datasets.cub]`, `[datasets.cars]`, `[datasets.sop]`, `[datasets.inshop]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PhotoTable {
-    /// The dataset's folder in its published layout; not part of the cell hash.
-    pub root: Option<Spanned<String>>,
-    pub train_per_class: Option<usize>,
-    pub val_fraction: Option<Spanned<f64>>,
-    pub split_seed: Option<u64>,
-    /// `classes` (default: class-disjoint) or `images`.
-    pub validation: Option<Validation>,
-    /// k of a k-fold class-disjoint validation: one cell per fold.
-    pub folds: Option<Spanned<usize>>,
-    /// Training crop side (default 224; 227 for GoogLeNet).
-    pub crop: Option<Spanned<usize>>,
-    /// Test crop side (default 224).
-    pub test_crop: Option<Spanned<usize>>,
-    /// Shorter side before the test crop (default 256).
-    pub resize: Option<Spanned<usize>>,
-    /// RandomResizedCrop area range (default [0.08, 1.0]).
-    pub scale: Option<Spanned<[f64; 2]>>,
-    /// RandomResizedCrop aspect-ratio range (default [0.75, 1.333]).
-    pub ratio: Option<Spanned<[f64; 2]>>,
-    /// Horizontal flips (default true).
-    pub flip: Option<bool>,
-    /// Settings for this dataset's cells, over `[defaults]`.
-    #[serde(default)]
-    pub train: Settings,
-}
-
-/// `[datasets.fashion-mnist]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FashionMnistTable {
-    /// Folder with the four IDX gzip files; not part of the cell hash (where, not what).
-    pub root: Option<Spanned<String>>,
-    pub train_classes: Option<Spanned<Vec<u8>>>,
-    pub test_classes: Option<Spanned<Vec<u8>>>,
-    pub train_per_class: Option<usize>,
-    pub test_per_class: Option<usize>,
-    pub val_fraction: Option<Spanned<f64>>,
-    pub split_seed: Option<u64>,
-    /// `images` (default) or `classes` (class-disjoint validation).
-    pub validation: Option<Validation>,
-    /// k of a k-fold class-disjoint validation: one cell per fold.
-    pub folds: Option<Spanned<usize>>,
-    /// Settings for this dataset's cells, over `[defaults]`.
-    #[serde(default)]
-    pub train: Settings,
 }
 
 /// `[losses.<name>]` tables: each loss's hyper-parameters over its defaults.
@@ -282,16 +178,29 @@ pub struct ExcludeRule {
     pub seed: Option<OneOrMany<u64>>,
 }
 
+impl ExcludeRule {
+    /// The rule as a selection of cells (values compared as a matrix writes them).
+    pub fn selection(&self) -> Selection {
+        fn add<T: std::fmt::Display>(s: &mut Selection, axis: Axis, key: &Option<OneOrMany<T>>) {
+            for value in key.iter().flat_map(|k| &k.0) {
+                s.allow(axis, value.to_string());
+            }
+        }
+        let mut s = Selection::default();
+        add(&mut s, Axis::Dataset, &self.dataset);
+        add(&mut s, Axis::Backbone, &self.backbone);
+        add(&mut s, Axis::Head, &self.head);
+        add(&mut s, Axis::Loss, &self.loss);
+        add(&mut s, Axis::EmbeddingSize, &self.embedding_size);
+        add(&mut s, Axis::Groups, &self.groups);
+        add(&mut s, Axis::Seed, &self.seed);
+        s
+    }
+}
+
 /// A value or a list of values (`head = "none"` or `groups = [2, 4]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OneOrMany<T>(pub Vec<T>);
-
-impl<T: PartialEq> OneOrMany<T> {
-    /// True when `value` is one of the listed values.
-    pub fn contains(&self, value: &T) -> bool {
-        self.0.contains(value)
-    }
-}
 
 impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for OneOrMany<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

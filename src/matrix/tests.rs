@@ -3,6 +3,7 @@ use std::path::Path;
 
 use super::*;
 use crate::error::is_bad_input;
+use crate::model::HeadKind;
 
 const BASE: &str = r#"
 [axes]
@@ -247,5 +248,57 @@ fn folds_expand_into_one_cell_per_fold_and_filter_by_fold() {
     assert!(
         message.contains("folds split the training classes"),
         "{message}"
+    );
+}
+
+#[test]
+fn command_line_names_are_the_matrix_spellings() {
+    use crate::loss::LossName;
+    use crate::model::BackboneKind;
+    use clap::ValueEnum;
+    for head in HeadKind::ALL {
+        assert_eq!(HeadKind::from_str(&head.to_string(), false), Ok(head));
+    }
+    for backbone in BackboneKind::ALL {
+        let name = backbone.to_string();
+        assert_eq!(BackboneKind::from_str(&name, false), Ok(backbone));
+    }
+    for loss in LossName::ALL {
+        assert_eq!(LossName::from_str(&loss.to_string(), false), Ok(loss));
+    }
+}
+
+#[test]
+fn every_setting_and_dataset_parameter_is_named_where_it_is_declared() {
+    // A key a settings table does not declare is bad input naming it and the known keys.
+    let message = error(&format!("{BASE}\n[defaults]\nepoch = 3\n"));
+    assert!(
+        message.contains("test.toml:11:9") && message.contains("epochs"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{BASE}\n[datasets.fashion-mnist.train]\nlr = \"fast\"\n"
+    ));
+    assert!(
+        message.contains("test.toml:11:6") && message.contains("`lr`"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{BASE}\n[datasets.fashion-mnist]\ntrain_per_clas = 3\n"
+    ));
+    assert!(
+        message.contains("test.toml:11:18") && message.contains("train_per_class"),
+        "{message}"
+    );
+    // The dataset's train table overrides [defaults], and a new setting needs no other code.
+    let m = parse(&format!(
+        "{BASE}\n[defaults]\nlr = 0.5\n[datasets.fashion-mnist.train]\nlr = 0.25\n"
+    ))
+    .unwrap();
+    assert!(m.cells.iter().all(|c| c.config.train.lr == 0.25));
+    assert!(
+        m.cells
+            .iter()
+            .all(|c| c.config.train.head_lr == Some(0.25) && c.config.train.query_lr == Some(0.25))
     );
 }

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::backbones::{Backbone, BackboneKind};
-use super::heads::{Head, HeadKind, HeadOutput, HeadShape};
+use super::heads::{GroupShape, Head, HeadKind, HeadOutput, HeadShape};
 use super::layers::ParamInit;
 
 /// Backbone + head.
@@ -16,53 +16,44 @@ pub struct Embedder {
     pub head: Head,
 }
 
-/// What an embedder is built from.
+/// What an embedder is built from (a run's configuration gives one: `RunConfig::embedder`).
 #[derive(Debug, Clone)]
-pub struct EmbedderSpec {
+pub struct EmbedderConfig {
     pub backbone: BackboneKind,
     /// A PyTorch state dict to start the backbone from.
     pub pretrained: Option<PathBuf>,
     pub freeze_batchnorm: bool,
     pub head: HeadKind,
     pub in_channels: usize,
-    pub groups: usize,
-    pub embedding_size: usize,
+    pub groups: GroupShape,
     pub reduction: usize,
     pub seed: u64,
 }
 
-impl Embedder {
+impl EmbedderConfig {
     /// A freshly initialised embedder (the backbone from its pretrained weights, if any); the
-    /// same spec gives the same parameters.
-    pub fn new(spec: &EmbedderSpec, device: &Device) -> anyhow::Result<Self> {
-        let mut init = ParamInit::new(spec.seed, device);
+    /// same configuration gives the same parameters.
+    pub fn init(&self, device: &Device) -> anyhow::Result<Embedder> {
+        let mut init = ParamInit::new(self.seed, device);
         let mut backbone = Backbone::new(
-            spec.backbone,
-            spec.in_channels,
-            spec.pretrained.is_some(),
+            self.backbone,
+            self.in_channels,
+            self.pretrained.is_some(),
             &mut init,
         );
-        if let Some(path) = &spec.pretrained {
+        if let Some(path) = &self.pretrained {
             backbone = super::backbones::pretrained::load_state_dict(backbone, path)?;
         }
-        if spec.freeze_batchnorm {
+        if self.freeze_batchnorm {
             backbone = backbone.freeze_batchnorm();
         }
-        let groups = if spec.head.has_groups() {
-            spec.groups
-        } else {
-            1
-        };
-        let shape = HeadShape {
-            channels: backbone.channels(),
-            groups,
-            group_size: spec.embedding_size / groups,
-            reduction: spec.reduction,
-        };
-        let head = Head::new(spec.head, shape, &mut init);
-        Ok(Self { backbone, head })
+        let shape = HeadShape::new(backbone.channels(), self.groups, self.reduction);
+        let head = Head::new(self.head, shape, &mut init);
+        Ok(Embedder { backbone, head })
     }
+}
 
+impl Embedder {
     /// `[n, c, h, w]` images -> groups `[n, P, d]` (and maps).
     pub fn forward(&self, images: Tensor<4>) -> HeadOutput {
         self.head.forward(self.backbone.forward(images))

@@ -6,5 +6,5 @@ pub mod heads;
 pub mod layers;
 
 pub use backbones::{Backbone, BackboneConfig, BackboneKind};
-pub use embedder::Embedder;
-pub use heads::{Head, HeadKind, HeadOutput};
+pub use embedder::{Embedder, EmbedderConfig};
+pub use heads::{GroupShape, Head, HeadKind, HeadOutput};

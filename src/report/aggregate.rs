@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use polars::prelude::*;
 
 use super::runs::{KEY_COLUMNS, Runs};
+use crate::matrix::Axis;
 
 /// Mean and sample standard deviation of one metric over the finished replicates.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,7 +35,7 @@ pub struct Aggregate {
 fn keys_of(values: &crate::matrix::AxisValues) -> Keys {
     KEY_COLUMNS
         .iter()
-        .map(|k| values.get(k).unwrap_or_default())
+        .map(|k| values.get(*k).unwrap_or_default())
         .collect()
 }
 
@@ -65,7 +66,7 @@ impl Aggregate {
         }
         let mut by: Vec<Expr> = KEY_COLUMNS
             .iter()
-            .map(|k| col(*k).cast(DataType::String))
+            .map(|k| col(k.name()).cast(DataType::String))
             .collect();
         by.extend([col("split"), col("metric")]);
         let frame = index
@@ -88,7 +89,7 @@ impl Aggregate {
         };
         let key_columns: Vec<Vec<String>> = KEY_COLUMNS
             .iter()
-            .map(|k| text(k))
+            .map(|k| text(k.name()))
             .collect::<PolarsResult<_>>()?;
         let (split, metric) = (text("split")?, text("metric")?);
         let seeds = frame.column("seeds")?.cast(&DataType::UInt32)?;
@@ -138,7 +139,7 @@ impl Aggregate {
     }
 
     /// The values of key column `key` that some planned cell has, in matrix order.
-    pub fn values(&self, key: &str) -> Vec<String> {
+    pub fn values(&self, key: Axis) -> Vec<String> {
         KEY_COLUMNS
             .iter()
             .position(|k| *k == key)

@@ -8,6 +8,7 @@ use anyhow::Context;
 use polars::prelude::*;
 
 use super::runs::RunRow;
+use crate::matrix::Axis;
 use crate::store::write_atomic;
 
 /// Which part of `metrics.json` a value comes from.
@@ -33,18 +34,30 @@ pub fn index_frame(rows: &[RunRow]) -> PolarsResult<DataFrame> {
     let int =
         |f: &dyn Fn(&RunRow) -> u64| -> Vec<u64> { long.iter().map(|(r, ..)| f(r)).collect() };
     let columns = vec![
-        Column::new("dataset".into(), text(&|r| r.values.dataset.to_string())),
-        Column::new("backbone".into(), text(&|r| r.values.backbone.to_string())),
-        Column::new("loss".into(), text(&|r| r.values.loss.to_string())),
         Column::new(
-            "embedding_size".into(),
+            Axis::Dataset.name().into(),
+            text(&|r| r.values.dataset.to_string()),
+        ),
+        Column::new(
+            Axis::Backbone.name().into(),
+            text(&|r| r.values.backbone.to_string()),
+        ),
+        Column::new(
+            Axis::Loss.name().into(),
+            text(&|r| r.values.loss.to_string()),
+        ),
+        Column::new(
+            Axis::EmbeddingSize.name().into(),
             int(&|r| r.values.embedding_size as u64),
         ),
-        Column::new("head".into(), text(&|r| r.values.head.to_string())),
-        Column::new("groups".into(), int(&|r| r.values.groups as u64)),
-        Column::new("seed".into(), int(&|r| r.values.seed)),
         Column::new(
-            "fold".into(),
+            Axis::Head.name().into(),
+            text(&|r| r.values.head.to_string()),
+        ),
+        Column::new(Axis::Groups.name().into(), int(&|r| r.values.groups as u64)),
+        Column::new(Axis::Seed.name().into(), int(&|r| r.values.seed)),
+        Column::new(
+            Axis::Fold.name().into(),
             long.iter()
                 .map(|(r, ..)| r.values.fold.map(|f| f as u64))
                 .collect::<Vec<Option<u64>>>(),

@@ -5,19 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::matrix::{AxisValues, Matrix};
-use crate::store::{RunState, RunStore};
+use crate::matrix::{Axis, AxisValues, Matrix};
+use crate::store::{RunFile, RunState, RunStore};
 use crate::train::SEMANTICS;
 
 /// The axes that name what a table row or column compares; `seed` and `fold` are replicates.
-pub const KEY_COLUMNS: [&str; 6] = [
-    "dataset",
-    "backbone",
-    "loss",
-    "embedding_size",
-    "head",
-    "groups",
-];
+pub const KEY_COLUMNS: [Axis; 6] = Axis::KEYS;
 
 /// One finished run: its axis values and the metrics of its selected epoch.
 #[derive(Debug, Clone)]
@@ -70,7 +63,7 @@ pub fn collect_runs(matrix: &Matrix, store: &RunStore) -> anyhow::Result<Runs> {
             continue;
         }
         let dir = store.run_dir(&cell.hash);
-        let path = dir.join("metrics.json");
+        let path = dir.join(RunFile::Metrics.name());
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let value: serde_json::Value =

@@ -80,6 +80,7 @@ pub fn delete_garbage(garbage: &Garbage) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RunFile;
 
     #[test]
     fn finds_unnamed_runs_and_temp_leftovers_and_deletes_only_them() {
@@ -90,7 +91,7 @@ mod tests {
             store
                 .begin(hash)
                 .unwrap()
-                .write("metrics.json", b"{}")
+                .write(RunFile::Metrics, b"{}")
                 .unwrap();
         }
         let leftover = store.run_dir(&kept).join(".history.csv.tmp-4242");
@@ -103,7 +104,7 @@ mod tests {
         assert_eq!(garbage.busy, vec![store.run_dir(&busy)]);
         delete_garbage(&garbage).unwrap();
         assert!(!store.run_dir(&orphan).exists() && !leftover.exists());
-        assert!(store.run_dir(&kept).join("metrics.json").exists());
+        assert!(store.run_dir(&kept).join(RunFile::Metrics.name()).exists());
         assert!(store.run_dir(&busy).exists());
     }
 }

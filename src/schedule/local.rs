@@ -13,12 +13,11 @@ use rayon::prelude::*;
 use super::provenance::Origin;
 use crate::data::Splits;
 use crate::error::BadInput;
-use crate::eval::npy::{f32_npy, i64_npy};
 use crate::matrix::PlannedCell;
 use crate::matrix::hash::canonical_json;
 use crate::progress::Progress;
-use crate::store::{RunState, RunStore, RunWriter, utc_now, verify_run};
-use crate::train::artifacts::{history_csv, metrics_json};
+use crate::store::{RunFile, RunStore, STATE_DIR, utc_now};
+use crate::train::artifacts::write_outcome;
 use crate::train::{Backend, SEMANTICS, train_run};
 
 /// How to run.
@@ -46,6 +45,47 @@ pub struct RunSummary {
     pub skipped: Vec<(String, String)>,
 }
 
+/// The devices cells train on, each with its provenance: with `--devices`, one cell per device
+/// at a time; without, `jobs` slots of the backend's CPU device, whose provenance is detected
+/// once.
+fn device_pool(options: &RunOptions) -> Result<Vec<(Device, Origin)>, BadInput> {
+    if options.devices.is_empty() {
+        let device = options.backend.device()?;
+        let origin = Origin::detect(options.backend, &device);
+        return Ok(vec![(device, origin); options.jobs.max(1)]);
+    }
+    options
+        .devices
+        .iter()
+        .map(|name| {
+            let device = options.backend.device_named(name)?;
+            let origin = Origin::detect(options.backend, &device);
+            Ok((device, origin))
+        })
+        .collect()
+}
+
+impl RunSummary {
+    /// Logs and records what became of `cell`.
+    fn add(&mut self, cell: &PlannedCell, result: Result<CellResult, String>) {
+        let (hash, values) = (cell.hash.clone(), &cell.values);
+        match result {
+            Ok(CellResult::Trained) => {
+                tracing::info!("done   {} {values}", &hash[..12]);
+                self.trained.push(hash);
+            }
+            Ok(CellResult::Skipped(reason)) => {
+                tracing::info!("skip   {} {values}: {reason}", &hash[..12]);
+                self.skipped.push((hash, reason));
+            }
+            Err(reason) => {
+                tracing::error!("failed {} {values}: {reason}", &hash[..12]);
+                self.failed.push((hash, reason));
+            }
+        }
+    }
+}
+
 /// Trains `cells` into `store`. Every dataset is loaded (and so checked) before any training,
 /// so a missing or malformed dataset stops the run with nothing trained.
 pub fn run_cells(
@@ -54,23 +94,7 @@ pub fn run_cells(
     options: &RunOptions,
     progress: &Progress,
 ) -> anyhow::Result<RunSummary> {
-    // A pool of (device, provenance): with --devices, one cell per device at a time; without,
-    // `jobs` slots of the backend's CPU device, whose provenance is detected once.
-    let pool: Vec<(Device, Origin)> = if options.devices.is_empty() {
-        let device = options.backend.device()?;
-        let origin = Origin::detect(options.backend, &device);
-        vec![(device, origin); options.jobs.max(1)]
-    } else {
-        options
-            .devices
-            .iter()
-            .map(|name| {
-                let device = options.backend.device_named(name)?;
-                let origin = Origin::detect(options.backend, &device);
-                Ok((device, origin))
-            })
-            .collect::<Result<_, BadInput>>()?
-    };
+    let pool = device_pool(options)?;
     let jobs = pool.len();
     let free = Mutex::new(pool);
     let datasets = load_datasets(cells)?;
@@ -84,27 +108,16 @@ pub fn run_cells(
             .expect("device pool")
             .pop()
             .expect("a free device");
-        let key = dataset_key(cell);
         let batches = progress.batches();
         cells_bar.set_message(format!("{}", cell.values));
+        let splits = &datasets[&dataset_key(cell)];
         let mut result = Err(String::new());
         for attempt in 0..=options.retries {
             if attempt > 0 {
-                tracing::warn!(
-                    "retry {attempt}/{} of {}",
-                    options.retries,
-                    &cell.hash[..12]
-                );
+                let hash = &cell.hash[..12];
+                tracing::warn!("retry {attempt}/{} of {hash}", options.retries);
             }
-            result = run_cell(
-                cell,
-                &datasets[&key],
-                store,
-                options,
-                &device,
-                &origin,
-                &batches,
-            );
+            result = run_cell(cell, splits, store, options, &device, &origin, &batches);
             if result.is_ok() {
                 break;
             }
@@ -112,21 +125,7 @@ pub fn run_cells(
         progress.remove(&batches);
         free.lock().expect("device pool").push((device, origin));
         cells_bar.inc(1);
-        let mut summary = summary.lock().expect("summary lock");
-        match result {
-            Ok(CellResult::Trained) => {
-                tracing::info!("done   {} {}", &cell.hash[..12], cell.values);
-                summary.trained.push(cell.hash.clone());
-            }
-            Ok(CellResult::Skipped(reason)) => {
-                tracing::info!("skip   {} {}: {reason}", &cell.hash[..12], cell.values);
-                summary.skipped.push((cell.hash.clone(), reason));
-            }
-            Err(reason) => {
-                tracing::error!("failed {} {}: {reason}", &cell.hash[..12], cell.values);
-                summary.failed.push((cell.hash.clone(), reason));
-            }
-        }
+        summary.lock().expect("summary lock").add(cell, result);
     };
     if jobs <= 1 {
         // On the calling thread, so the backend's own parallelism has every core.
@@ -184,10 +183,7 @@ fn run_cell(
     };
     // Planned before the lock: another process may have finished it since (a done run whose
     // artifacts do not match its manifest was planned on purpose and is redone).
-    if !options.force
-        && let RunState::Done(manifest) = store.state(&cell.hash, SEMANTICS)
-        && verify_run(store, &manifest).is_empty()
-    {
+    if !options.force && super::policy::done_and_intact(store, &cell.hash) {
         return Ok(CellResult::Skipped(
             "finished by another agml process".into(),
         ));
@@ -197,11 +193,11 @@ fn run_cell(
     let mut writer = store.begin(&cell.hash).map_err(|e| format!("{e:#}"))?;
     let cell_toml = toml::to_string(&cell.config).expect("configurations serialise to TOML");
     writer
-        .write("cell.toml", cell_toml.as_bytes())
+        .write(RunFile::Cell, cell_toml.as_bytes())
         .map_err(|e| format!("{e:#}"))?;
 
     // Per-epoch training state: a killed run resumes from it; removed once the run is done.
-    let state_dir = writer.dir().join("state");
+    let state_dir = writer.dir().join(STATE_DIR);
     let trained = catch_unwind(AssertUnwindSafe(|| {
         train_run(
             &cell.config,
@@ -225,40 +221,11 @@ fn run_cell(
         }
     };
     let stored = (|| -> anyhow::Result<()> {
-        writer.write("history.csv", history_csv(&outcome).as_bytes())?;
-        writer.write("checkpoint-best.bpk", &outcome.checkpoint)?;
-        let dim = outcome.embedding_dim;
-        write_embeddings(
+        write_outcome(
             &mut writer,
-            "test",
-            &outcome.test_embeddings,
-            &outcome.test_labels,
-            dim,
-        )?;
-        if let Some((maps, dims)) = &outcome.attention_maps {
-            // The sample's test-view images and their classes beside their maps: figures
-            // never need a forward pass.
-            let sample = &outcome.attention_sample;
-            let images = splits.test.batch(sample, crate::data::View::Test)?;
-            let shape = splits.test.batch_shape(crate::data::View::Test);
-            writer.write("attention-maps.npy", &f32_npy(maps, dims))?;
-            writer.write(
-                "attention-images.npy",
-                &f32_npy(&images, &[sample.len(), shape[0], shape[1], shape[2]]),
-            )?;
-            let labels: Vec<i64> = sample
-                .iter()
-                .map(|&i| splits.test.labels[i] as i64)
-                .collect();
-            writer.write("attention-labels.npy", &i64_npy(&labels, &[sample.len()]))?;
-        }
-        if !outcome.gallery_labels.is_empty() {
-            let (gallery, labels) = (&outcome.gallery_embeddings, &outcome.gallery_labels);
-            write_embeddings(&mut writer, "gallery", gallery, labels, dim)?;
-        }
-        writer.write(
-            "metrics.json",
-            metrics_json(&outcome, &cell.config.train.selection_metric).as_bytes(),
+            &outcome,
+            &splits.test,
+            &cell.config.train.selection_metric,
         )?;
         let provenance = origin.provenance(
             &cell.data_root,
@@ -282,22 +249,4 @@ fn fail(writer: crate::store::RunWriter, reason: String) -> Result<CellResult, S
         Ok(()) => Err(reason),
         Err(e) => Err(format!("{reason} (and storing the failure failed: {e:#})")),
     }
-}
-
-/// `<name>-embeddings.npy` (`[n, dim]` float32) and `<name>-labels.npy` (`[n]` int64).
-fn write_embeddings(
-    writer: &mut RunWriter,
-    name: &str,
-    embeddings: &[f32],
-    labels: &[usize],
-    dim: usize,
-) -> anyhow::Result<()> {
-    let rows = labels.len();
-    writer.write(
-        &format!("{name}-embeddings.npy"),
-        &f32_npy(embeddings, &[rows, dim]),
-    )?;
-    let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    writer.write(&format!("{name}-labels.npy"), &i64_npy(&labels, &[rows]))?;
-    Ok(())
 }

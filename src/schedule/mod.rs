@@ -3,8 +3,10 @@
 pub mod gc;
 pub mod local;
 pub mod plan;
+pub mod policy;
 pub mod provenance;
 pub mod slurm;
 
 pub use local::{RunOptions, RunSummary, run_cells};
 pub use plan::{PlanEntry, missing_inputs, plan};
+pub use policy::{Redo, cells_to_run, done_and_intact};

@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod checksum;
 pub mod lock;
 pub mod manifest;
+pub mod run_files;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -17,12 +18,8 @@ pub use atomic::write_atomic;
 pub use checksum::hex_sha256;
 pub use lock::RunLock;
 pub use manifest::{Failure, Manifest, Provenance, utc_now};
+pub use run_files::{EmbeddedSet, RunFile, STATE_DIR};
 pub use verify::{Mismatch, verify_run, verify_store};
-
-/// The manifest's file name; its presence is what makes a run done.
-pub const MANIFEST: &str = "manifest.json";
-/// The failure record's file name.
-pub const FAILURE: &str = "failure.json";
 
 /// What the store holds for one hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +71,7 @@ impl RunStore {
     /// The state of `hash`; `semantics` is the current training-semantics version.
     pub fn state(&self, hash: &str, semantics: u32) -> RunState {
         let dir = self.run_dir(hash);
-        if let Ok(text) = fs::read_to_string(dir.join(MANIFEST))
+        if let Ok(text) = fs::read_to_string(dir.join(RunFile::Manifest.name()))
             && let Ok(manifest) = serde_json::from_str::<Manifest>(&text)
             && manifest.hash == hash
         {
@@ -84,7 +81,7 @@ impl RunStore {
                 RunState::Stale(Box::new(manifest))
             };
         }
-        if let Ok(text) = fs::read_to_string(dir.join(FAILURE))
+        if let Ok(text) = fs::read_to_string(dir.join(RunFile::Failure.name()))
             && let Ok(failure) = serde_json::from_str::<Failure>(&text)
         {
             return RunState::Failed(failure);
@@ -97,7 +94,7 @@ impl RunStore {
     pub fn begin(&self, hash: &str) -> anyhow::Result<RunWriter> {
         let dir = self.run_dir(hash);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for name in [MANIFEST, FAILURE] {
+        for name in [RunFile::Manifest.name(), RunFile::Failure.name()] {
             match fs::remove_file(dir.join(name)) {
                 Ok(()) => atomic::sync_dir(&dir)?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -130,17 +127,10 @@ impl RunWriter {
     }
 
     /// Writes an artifact atomically and records its checksum.
-    pub fn write(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        write_atomic(&self.dir.join(name), bytes)?;
-        self.artifacts.insert(name.to_string(), hex_sha256(bytes));
-        Ok(())
-    }
-
-    /// Records the checksum of an artifact already written into the run folder.
-    pub fn record(&mut self, name: &str) -> anyhow::Result<()> {
-        let path = self.dir.join(name);
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        self.artifacts.insert(name.to_string(), hex_sha256(&bytes));
+    pub fn write(&mut self, file: RunFile, bytes: &[u8]) -> anyhow::Result<()> {
+        write_atomic(&self.dir.join(file.name()), bytes)?;
+        self.artifacts
+            .insert(file.name().to_string(), hex_sha256(bytes));
         Ok(())
     }
 
@@ -153,7 +143,7 @@ impl RunWriter {
             provenance,
         };
         let text = serde_json::to_string_pretty(&manifest)?;
-        write_atomic(&self.dir.join(MANIFEST), text.as_bytes())?;
+        write_atomic(&self.dir.join(RunFile::Manifest.name()), text.as_bytes())?;
         Ok(manifest)
     }
 
@@ -165,7 +155,7 @@ impl RunWriter {
             at: utc_now(),
         };
         write_atomic(
-            &self.dir.join(FAILURE),
+            &self.dir.join(RunFile::Failure.name()),
             serde_json::to_string_pretty(&failure)?.as_bytes(),
         )
     }
@@ -183,7 +173,7 @@ mod tests {
         let hash = "ab".repeat(32);
         assert_eq!(store.state(&hash, 1), RunState::Pending);
         let mut writer = store.begin(&hash).unwrap();
-        writer.write("metrics.json", b"{}").unwrap();
+        writer.write(RunFile::Metrics, b"{}").unwrap();
         assert_eq!(store.state(&hash, 1), RunState::Pending);
         let manifest = writer.finish(1, test_provenance()).unwrap();
         assert_eq!(manifest.artifacts["metrics.json"], hex_sha256(b"{}"));
@@ -208,8 +198,8 @@ mod tests {
             .unwrap();
         fs::create_dir_all(store.run_dir(&b)).unwrap();
         fs::copy(
-            store.run_dir(&a).join(MANIFEST),
-            store.run_dir(&b).join(MANIFEST),
+            store.run_dir(&a).join(RunFile::Manifest.name()),
+            store.run_dir(&b).join(RunFile::Manifest.name()),
         )
         .unwrap();
         assert_eq!(store.state(&b, 1), RunState::Pending);

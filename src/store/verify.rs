@@ -4,7 +4,7 @@
 use std::fs;
 
 use super::checksum::hex_sha256;
-use super::{MANIFEST, Manifest, RunStore};
+use super::{Manifest, RunFile, RunStore};
 
 /// An artifact that does not match its manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub fn verify_store(store: &RunStore) -> anyhow::Result<(usize, usize, Vec<Misma
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let Ok(text) = fs::read_to_string(dir.join(MANIFEST)) else {
+        let Ok(text) = fs::read_to_string(dir.join(RunFile::Manifest.name())) else {
             continue; // not finished: nothing claims to be done
         };
         checked += 1;
@@ -74,12 +74,12 @@ pub fn verify_store(store: &RunStore) -> anyhow::Result<(usize, usize, Vec<Misma
             }
             Ok(manifest) => mismatches.push(Mismatch {
                 hash: hash.clone(),
-                artifact: MANIFEST.into(),
+                artifact: RunFile::Manifest.name().into(),
                 problem: format!("names another run ({})", manifest.hash),
             }),
             Err(e) => mismatches.push(Mismatch {
                 hash: hash.clone(),
-                artifact: MANIFEST.into(),
+                artifact: RunFile::Manifest.name().into(),
                 problem: format!("unreadable: {e}"),
             }),
         }
@@ -99,13 +99,17 @@ mod tests {
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         for hash in [&a, &b] {
             let mut writer = store.begin(hash).unwrap();
-            writer.write("metrics.json", b"{\"x\": 1}").unwrap();
-            writer.write("history.csv", b"epoch\n1\n").unwrap();
+            writer.write(RunFile::Metrics, b"{\"x\": 1}").unwrap();
+            writer.write(RunFile::History, b"epoch\n1\n").unwrap();
             writer.finish(1, test_provenance()).unwrap();
         }
         assert_eq!(verify_store(&store).unwrap(), (2, 4, vec![]));
-        fs::write(store.run_dir(&a).join("metrics.json"), b"{\"x\": 2}").unwrap();
-        fs::remove_file(store.run_dir(&b).join("history.csv")).unwrap();
+        fs::write(
+            store.run_dir(&a).join(RunFile::Metrics.name()),
+            b"{\"x\": 2}",
+        )
+        .unwrap();
+        fs::remove_file(store.run_dir(&b).join(RunFile::History.name())).unwrap();
         let (runs, _, problems) = verify_store(&store).unwrap();
         assert_eq!(runs, 2);
         let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();

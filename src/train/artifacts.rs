@@ -1,9 +1,63 @@
-//! The files a run leaves: `metrics.json` and the per-epoch `history.csv`.
+//! The artifacts a finished run leaves in its folder (names: [`RunFile`]): metrics, history,
+//! the selected checkpoint, embeddings and attention maps.
 
 use serde_json::json;
 
-use super::run::RunOutcome;
+use super::record::RunOutcome;
+use crate::data::{ImageSet, View};
 use crate::eval::Metrics;
+use crate::eval::npy::{f32_npy, i64_npy};
+use crate::store::{EmbeddedSet, RunFile, RunWriter};
+
+/// Writes every artifact of `outcome` (`test` is the test set it was evaluated on: the
+/// attention sample's images and classes are stored beside their maps, so figures never need
+/// a forward pass).
+pub fn write_outcome(
+    writer: &mut RunWriter,
+    outcome: &RunOutcome,
+    test: &ImageSet,
+    selection_metric: &str,
+) -> anyhow::Result<()> {
+    writer.write(RunFile::History, history_csv(outcome).as_bytes())?;
+    writer.write(RunFile::CheckpointBest, &outcome.checkpoint)?;
+    let dim = outcome.embedding_dim;
+    let (embeddings, labels) = (&outcome.test_embeddings, &outcome.test_labels);
+    write_embeddings(writer, EmbeddedSet::Test, embeddings, labels, dim)?;
+    if let Some((maps, dims)) = &outcome.attention_maps {
+        let sample = &outcome.attention_sample;
+        let images = test.batch(sample, View::Test)?;
+        let [c, h, w] = test.batch_shape(View::Test);
+        writer.write(RunFile::AttentionMaps, &f32_npy(maps, dims))?;
+        writer.write(
+            RunFile::AttentionImages,
+            &f32_npy(&images, &[sample.len(), c, h, w]),
+        )?;
+        let labels: Vec<i64> = sample.iter().map(|&i| test.labels[i] as i64).collect();
+        writer.write(RunFile::AttentionLabels, &i64_npy(&labels, &[sample.len()]))?;
+    }
+    if !outcome.gallery_labels.is_empty() {
+        let (gallery, labels) = (&outcome.gallery_embeddings, &outcome.gallery_labels);
+        write_embeddings(writer, EmbeddedSet::Gallery, gallery, labels, dim)?;
+    }
+    writer.write(
+        RunFile::Metrics,
+        metrics_json(outcome, selection_metric).as_bytes(),
+    )
+}
+
+/// `[n, dim]` float32 embeddings and their `[n]` int64 labels.
+fn write_embeddings(
+    writer: &mut RunWriter,
+    set: EmbeddedSet,
+    embeddings: &[f32],
+    labels: &[usize],
+    dim: usize,
+) -> anyhow::Result<()> {
+    let rows = labels.len();
+    writer.write(RunFile::Embeddings(set), &f32_npy(embeddings, &[rows, dim]))?;
+    let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    writer.write(RunFile::Labels(set), &i64_npy(&labels, &[rows]))
+}
 
 /// `metrics.json`: the test metrics of the epoch selected on validation, plus (labelled apart,
 /// never to be confused with them) the best test value of each metric over all epochs, which is

@@ -3,8 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetConfig;
-use crate::loss::LossConfig;
-use crate::model::{BackboneConfig, HeadKind};
+use std::path::Path;
+
+use crate::error::Invalid;
+use crate::loss::{LossConfig, LossShape};
+use crate::model::{BackboneConfig, EmbedderConfig, GroupShape, HeadKind};
 
 /// Everything that determines what a run computes (and nothing about where or how it runs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,15 +37,43 @@ impl TrainConfig {
 }
 
 impl RunConfig {
-    /// Per-group embedding size d = D / P (integer division, as in the paper).
-    pub fn group_size(&self) -> usize {
-        self.embedding_size / self.groups
+    /// The groups the head produces (P and d = D / P).
+    pub fn group_shape(&self) -> GroupShape {
+        GroupShape::of(self.head, self.groups, self.embedding_size)
+    }
+
+    /// The embedder this run trains, for images of `in_channels` channels, its backbone
+    /// started from `weights` when the matrix names a state dict.
+    pub fn embedder(&self, in_channels: usize, weights: Option<&Path>) -> EmbedderConfig {
+        EmbedderConfig {
+            backbone: self.backbone.name,
+            pretrained: weights.map(Path::to_path_buf),
+            freeze_batchnorm: self.backbone.freeze_batchnorm,
+            head: self.head,
+            in_channels,
+            groups: self.group_shape(),
+            reduction: self.reduction,
+            seed: self.seed,
+        }
+    }
+
+    /// The metric loss's shape over a training split of `classes` classes.
+    pub fn loss_shape(&self, classes: usize) -> LossShape {
+        let groups = self.group_shape();
+        LossShape {
+            groups: groups.groups,
+            classes,
+            group_size: groups.group_size,
+        }
     }
 }
 
-/// Optimisation and evaluation settings.
+/// Optimisation and evaluation settings: the one place each training setting is declared,
+/// with its default. A matrix's settings tables (`[defaults]`, `[datasets.<name>.train]`)
+/// deserialise into it; a new option is a new field here (and a rule in [`Self::check`] if it
+/// has one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
@@ -53,13 +84,13 @@ pub struct TrainConfig {
     /// L2 weight decay of the backbone (Adam, PyTorch semantics).
     pub weight_decay: f64,
     /// Learning rate of the head (keys, values, projections); `lr` unless set.
-    pub head_lr: f64,
+    pub head_lr: Option<f64>,
     /// Weight decay of the head; `weight_decay` unless set.
-    pub head_weight_decay: f64,
-    /// Learning rate of the attentive queries; `head_lr` unless set.
-    pub query_lr: f64,
-    /// Weight decay of the attentive queries; `head_weight_decay` unless set.
-    pub query_weight_decay: f64,
+    pub head_weight_decay: Option<f64>,
+    /// Learning rate of the attentive queries; the head's unless set.
+    pub query_lr: Option<f64>,
+    /// Weight decay of the attentive queries; the head's unless set.
+    pub query_weight_decay: Option<f64>,
     /// Epochs (0-based) at whose start every learning rate is multiplied by `lr_gamma`.
     pub lr_milestones: Vec<usize>,
     pub lr_gamma: f64,
@@ -71,18 +102,177 @@ pub struct TrainConfig {
     pub selection_metric: String,
 }
 
-/// Built-in defaults under every matrix's `[defaults]`.
-pub mod defaults {
-    pub const EPOCHS: usize = 5;
-    pub const BATCH_SIZE: usize = 80;
-    pub const SAMPLES_PER_CLASS: usize = 16;
-    pub const LR: f64 = 1e-3;
-    pub const WEIGHT_DECAY: f64 = 1e-4;
-    pub const LAMBDA_DIV: f64 = 0.02;
-    pub const REDUCTION: usize = 8;
-    pub const EMBEDDING_SIZE: usize = 64;
-    pub const RECALL_K: [usize; 4] = [1, 2, 4, 8];
-    pub const LR_GAMMA: f64 = 0.3;
-    /// MAP@R, as "A Metric Learning Reality Check" recommends.
-    pub const SELECTION_METRIC: &str = "map@r";
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch_size: 80,
+            samples_per_class: 16,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            head_lr: None,
+            head_weight_decay: None,
+            query_lr: None,
+            query_weight_decay: None,
+            lr_milestones: Vec::new(),
+            lr_gamma: 0.3,
+            lambda_div: 0.02,
+            recall_k: vec![1, 2, 4, 8],
+            // MAP@R, as "A Metric Learning Reality Check" recommends.
+            selection_metric: "map@r".into(),
+        }
+    }
+}
+
+fn invalid(keys: &'static [&'static str], message: impl Into<String>) -> Invalid {
+    Invalid::new(keys, message)
+}
+
+impl TrainConfig {
+    pub fn head_lr(&self) -> f64 {
+        self.head_lr.unwrap_or(self.lr)
+    }
+
+    pub fn head_weight_decay(&self) -> f64 {
+        self.head_weight_decay.unwrap_or(self.weight_decay)
+    }
+
+    pub fn query_lr(&self) -> f64 {
+        self.query_lr.unwrap_or(self.head_lr())
+    }
+
+    pub fn query_weight_decay(&self) -> f64 {
+        self.query_weight_decay.unwrap_or(self.head_weight_decay())
+    }
+
+    /// The configuration as a cell stores and hashes it: inherited rates spelled out (so
+    /// writing a default out changes no hash) and milestones sorted once.
+    pub fn settled(mut self) -> Self {
+        self.head_lr = Some(self.head_lr());
+        self.head_weight_decay = Some(self.head_weight_decay());
+        self.query_lr = Some(self.query_lr());
+        self.query_weight_decay = Some(self.query_weight_decay());
+        self.lr_milestones.sort_unstable();
+        self.lr_milestones.dedup();
+        self
+    }
+
+    /// The rules every training configuration keeps, whatever the dataset.
+    pub fn check(&self) -> Result<(), Invalid> {
+        for (key, value) in [
+            (&["epochs"], self.epochs),
+            (&["batch_size"], self.batch_size),
+            (&["samples_per_class"], self.samples_per_class),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, format!("{} must be at least 1", key[0])));
+            }
+        }
+        let rates: [(&'static [&'static str], Option<f64>); 8] = [
+            (&["lr"], Some(self.lr)),
+            (&["weight_decay"], Some(self.weight_decay)),
+            (&["head_lr"], self.head_lr),
+            (&["head_weight_decay"], self.head_weight_decay),
+            (&["query_lr"], self.query_lr),
+            (&["query_weight_decay"], self.query_weight_decay),
+            (&["lr_gamma"], Some(self.lr_gamma)),
+            (&["lambda_div"], Some(self.lambda_div)),
+        ];
+        for (key, value) in rates {
+            if let Some(v) = value
+                && (!v.is_finite() || v < 0.0)
+            {
+                return Err(invalid(
+                    key,
+                    format!("{} must be a finite number >= 0", key[0]),
+                ));
+            }
+        }
+        if self.recall_k.is_empty() || self.recall_k.contains(&0) {
+            return Err(invalid(
+                &["recall_k"],
+                "recall_k must list at least one K >= 1",
+            ));
+        }
+        let recall_names: Vec<String> = self
+            .recall_k
+            .iter()
+            .map(|k| format!("recall@{k}"))
+            .collect();
+        let selection = &self.selection_metric;
+        if selection != "map@r" && selection != "r_precision" && !recall_names.contains(selection) {
+            return Err(invalid(
+                &["selection_metric"],
+                format!(
+                    "selection_metric `{selection}` is not computed (choose map@r, r_precision or one of {})",
+                    recall_names.join(", ")
+                ),
+            ));
+        }
+        if !self.batch_size.is_multiple_of(self.samples_per_class) {
+            return Err(invalid(
+                &["batch_size", "samples_per_class"],
+                format!(
+                    "batch_size {} is not a multiple of samples_per_class {}",
+                    self.batch_size, self.samples_per_class
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Classes one batch draws from.
+    pub fn classes_per_batch(&self) -> usize {
+        self.batch_size / self.samples_per_class
+    }
+
+    /// A batch must find its classes in a training split of `classes`.
+    pub fn check_classes(&self, classes: usize) -> Result<(), Invalid> {
+        let needed = self.classes_per_batch();
+        if needed > classes {
+            return Err(invalid(
+                &["batch_size", "samples_per_class"],
+                format!(
+                    "a batch of {} images with {} per class needs {needed} classes, but the training split has {classes}",
+                    self.batch_size, self.samples_per_class
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The settings of a cell that the matrix's settings tables set beside [`TrainConfig`] but a
+/// run configuration holds at its top level (the hashed layout is older than the tables).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// Channel reduction r of the attentive head's keys (C -> C / r).
+    pub reduction: usize,
+    /// Total embedding size D (when the matrix has no `embedding_size` axis).
+    pub embedding_size: usize,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            reduction: 8,
+            embedding_size: 64,
+        }
+    }
+}
+
+impl ModelSettings {
+    pub fn check(&self) -> Result<(), Invalid> {
+        if self.reduction == 0 {
+            return Err(invalid(&["reduction"], "reduction must be at least 1"));
+        }
+        if self.embedding_size == 0 {
+            return Err(invalid(
+                &["embedding_size"],
+                "embedding_size must be at least 1",
+            ));
+        }
+        Ok(())
+    }
 }

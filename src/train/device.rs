@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use crate::error::BadInput;
 
 /// A compute backend (`--backend`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
     /// burn's pure-Rust CPU backend.
     Flex,

@@ -1,15 +1,21 @@
-//! Training: the loop, optimisation and checkpoints of one run.
+//! Training: the step and epoch, optimisation, keep-the-best and resume state of one run.
 
 pub mod artifacts;
+pub mod best;
 pub mod config;
 pub mod device;
+pub(crate) mod embed;
 pub mod optim;
+pub mod record;
 pub mod resume;
 pub mod run;
+pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
 pub use device::Backend;
-pub use run::{EpochRecord, RunOutcome, train_run};
+pub use record::{EpochRecord, RunOutcome};
+pub use run::train_run;
+pub use trainer::Trainer;
 
 /// Version of what a run computes: bump it when a change alters the numbers a cell produces,
 /// so that runs made before show as stale.

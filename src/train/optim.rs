@@ -43,14 +43,14 @@ fn adam(weight_decay: f64) -> AdamConfig {
 pub fn model_optimizer(train: &TrainConfig, groups: &ModelGroups) -> ModuleOptimizer {
     let mut optimizer = adam(train.weight_decay).init().with_group(
         groups.head.clone(),
-        adam(train.head_weight_decay).build(),
+        adam(train.head_weight_decay()).build(),
         None,
     );
     if let Some(queries) = &groups.queries {
         // The last matching group wins: the queries override the rest of the head.
         optimizer = optimizer.with_group(
             queries.clone(),
-            adam(train.query_weight_decay).build(),
+            adam(train.query_weight_decay()).build(),
             None,
         );
     }
@@ -65,9 +65,9 @@ pub fn model_learning_rates(
 ) -> ModuleLearningRate {
     let factor = train.lr_factor(epoch);
     let mut scheduler = ModuleLrScheduler::new(train.lr * factor)
-        .with_group(groups.head.clone(), train.head_lr * factor);
+        .with_group(groups.head.clone(), train.head_lr() * factor);
     if let Some(queries) = &groups.queries {
-        scheduler = scheduler.with_group(queries.clone(), train.query_lr * factor);
+        scheduler = scheduler.with_group(queries.clone(), train.query_lr() * factor);
     }
     scheduler.step()
 }
@@ -88,7 +88,8 @@ pub fn group_sizes(model: &Embedder) -> (usize, usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::embedder::EmbedderSpec;
+    use crate::model::GroupShape;
+    use crate::model::embedder::EmbedderConfig;
     use crate::model::{BackboneKind, HeadKind};
     use burn::tensor::Device;
 
@@ -111,37 +112,29 @@ mod tests {
 
     fn train_config() -> TrainConfig {
         TrainConfig {
-            epochs: 3,
-            batch_size: 8,
-            samples_per_class: 2,
             lr: 1.0,
             weight_decay: 0.0,
-            head_lr: 2.0,
-            head_weight_decay: 0.0,
-            query_lr: 3.0,
-            query_weight_decay: 0.0,
+            head_lr: Some(2.0),
+            query_lr: Some(3.0),
             lr_milestones: vec![1, 2],
             lr_gamma: 0.5,
-            lambda_div: 0.0,
-            recall_k: vec![1],
-            selection_metric: "map@r".into(),
+            ..TrainConfig::default()
         }
     }
 
     #[test]
     fn each_group_gets_its_learning_rate_and_the_schedule_decays_all() {
-        let spec = EmbedderSpec {
+        let spec = EmbedderConfig {
             backbone: BackboneKind::ConvnetSmall,
             pretrained: None,
             freeze_batchnorm: false,
             head: HeadKind::Attentive,
             in_channels: 1,
-            groups: 2,
-            embedding_size: 8,
+            groups: GroupShape::of(HeadKind::Attentive, 2, 8),
             reduction: 8,
             seed: 0,
         };
-        let model = Embedder::new(&spec, &Device::default()).unwrap();
+        let model = spec.init(&Device::default()).unwrap();
         let groups = ModelGroups::of(&model);
         let Head::Attentive(head) = &model.head else {
             unreachable!()

@@ -16,7 +16,8 @@ use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::run::{Best, EpochRecord};
+use super::best::{Best, KeepBest};
+use super::record::EpochRecord;
 use crate::eval::npy::{NpyArray, NpyValues, f32_npy, read_npy};
 use crate::loss::MetricLoss;
 use crate::model::Embedder;
@@ -24,7 +25,7 @@ use crate::store::write_atomic;
 
 /// What `current.json` and each epoch's `progress.json` hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Progress {
+struct ProgressFile {
     /// Epochs completed (1-based count).
     epochs_done: usize,
     history: Vec<EpochRecord>,
@@ -32,16 +33,20 @@ struct Progress {
     best: Option<(usize, f64, usize)>,
 }
 
-/// The training state after a completed epoch.
+/// The modules and optimisers of a run after a completed epoch.
 pub struct TrainState {
     pub model: Embedder,
     pub model_optimizer: ModuleOptimizer,
     pub criterion: MetricLoss,
     pub loss_optimizer: ModuleOptimizer,
+}
+
+/// How far a run is: epochs done, their history and the selected epoch so far.
+#[derive(Debug, Clone, Default)]
+pub struct RunProgress {
     pub epochs_done: usize,
     pub history: Vec<EpochRecord>,
-    /// The selected epoch so far.
-    pub best: Option<Best>,
+    pub best: KeepBest,
 }
 
 fn epoch_dir(dir: &Path, epochs_done: usize) -> PathBuf {
@@ -52,9 +57,9 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-/// Saves `state` under `dir` and points `current.json` at it.
-pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
-    let target = epoch_dir(dir, state.epochs_done);
+/// Saves `state` and `progress` under `dir` and points `current.json` at them.
+pub fn save(dir: &Path, state: &TrainState, progress: &RunProgress) -> anyhow::Result<()> {
+    let target = epoch_dir(dir, progress.epochs_done);
     fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
     let write = |name: &str, bytes: &[u8]| write_atomic(&target.join(name), bytes);
     write(
@@ -67,7 +72,7 @@ pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
         &state.criterion.clone().into_record().into_bytes()?,
     )?;
     write("loss-optimizer.bpk", &state.loss_optimizer.into_bytes()?)?;
-    if let Some(best) = &state.best {
+    if let Some(best) = &progress.best.best {
         write("best.bpk", &best.checkpoint)?;
         write("best-embeddings.f32", &f32_bytes(&best.test_embeddings))?;
         write("best-gallery.f32", &f32_bytes(&best.gallery_embeddings))?;
@@ -75,15 +80,16 @@ pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
             write("best-attention.npy", &f32_npy(maps, dims))?;
         }
     }
-    let progress = Progress {
-        epochs_done: state.epochs_done,
-        history: state.history.clone(),
-        best: state
+    let file = ProgressFile {
+        epochs_done: progress.epochs_done,
+        history: progress.history.clone(),
+        best: progress
+            .best
             .best
             .as_ref()
             .map(|b| (b.epoch, b.score, b.embedding_dim)),
     };
-    let text = serde_json::to_string(&exact_floats(serde_json::to_value(&progress)?))?;
+    let text = serde_json::to_string(&exact_floats(serde_json::to_value(&file)?))?;
     write("progress.json", text.as_bytes())?;
     // The pointer last: before it moves, the previous epoch stays the one to resume from.
     write_atomic(&dir.join("current.json"), text.as_bytes())?;
@@ -96,34 +102,39 @@ pub fn save(dir: &Path, state: &TrainState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the last complete state under `dir` into freshly built `fresh` parts, or `None` when
-/// there is none. Parameter ids come back with the weights, so optimiser state reattaches.
+/// Loads the last complete state under `dir` into the freshly built parts of `fresh`, or
+/// `None` when there is none. Parameter ids come back with the weights, so optimiser state
+/// reattaches to the optimiser that `model_optimizer_for` builds for the loaded model.
 pub fn load(
     dir: &Path,
-    model: Embedder,
-    criterion: MetricLoss,
-    build_model_optimizer: impl FnOnce(&Embedder) -> ModuleOptimizer,
-    loss_optimizer: ModuleOptimizer,
-) -> anyhow::Result<Option<TrainState>> {
+    fresh: TrainState,
+    model_optimizer_for: impl FnOnce(&Embedder) -> ModuleOptimizer,
+) -> anyhow::Result<Option<(TrainState, RunProgress)>> {
     let Ok(text) = fs::read_to_string(dir.join("current.json")) else {
         return Ok(None);
     };
-    let progress: Progress = serde_json::from_str(&text)
+    let file: ProgressFile = serde_json::from_str(&text)
         .map(restore_floats)
         .and_then(serde_json::from_value)
         .context("reading the resume state")?;
-    let source = epoch_dir(dir, progress.epochs_done);
+    let source = epoch_dir(dir, file.epochs_done);
     let read = |name: &str| -> anyhow::Result<Bytes> {
         let path = source.join(name);
         Ok(Bytes::from_bytes_vec(
             fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
         ))
     };
-    let model = model.try_load_record(ModuleRecord::from_bytes(read("model.bpk")?)?)?;
-    let model_optimizer = build_model_optimizer(&model).from_bytes(read("model-optimizer.bpk")?)?;
-    let criterion = criterion.try_load_record(ModuleRecord::from_bytes(read("loss.bpk")?)?)?;
-    let loss_optimizer = loss_optimizer.from_bytes(read("loss-optimizer.bpk")?)?;
-    let best = match progress.best {
+    let model = fresh
+        .model
+        .try_load_record(ModuleRecord::from_bytes(read("model.bpk")?)?)?;
+    let model_optimizer = model_optimizer_for(&model).from_bytes(read("model-optimizer.bpk")?)?;
+    let criterion = fresh
+        .criterion
+        .try_load_record(ModuleRecord::from_bytes(read("loss.bpk")?)?)?;
+    let loss_optimizer = fresh
+        .loss_optimizer
+        .from_bytes(read("loss-optimizer.bpk")?)?;
+    let best = match file.best {
         Some((epoch, score, embedding_dim)) => Some(Best {
             score,
             epoch,
@@ -144,15 +155,18 @@ pub fn load(
         }),
         None => None,
     };
-    Ok(Some(TrainState {
+    let state = TrainState {
         model,
         model_optimizer,
         criterion,
         loss_optimizer,
-        epochs_done: progress.epochs_done,
-        history: progress.history,
-        best,
-    }))
+    };
+    let progress = RunProgress {
+        epochs_done: file.epochs_done,
+        history: file.history,
+        best: KeepBest { best },
+    };
+    Ok(Some((state, progress)))
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {

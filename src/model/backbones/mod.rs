@@ -18,7 +18,19 @@ pub use resnet::{ResNet, ResNetDepth};
 use super::layers::ParamInit;
 
 /// Backbone names accepted on the `backbone` axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackboneKind {
     ConvnetSmall,

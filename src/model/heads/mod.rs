@@ -23,7 +23,19 @@ pub use none::NoGrouping;
 use super::layers::ParamInit;
 
 /// Head names accepted on the `head` axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HeadKind {
     /// Global average pooling + bias-free linear: one group.
@@ -79,6 +91,26 @@ pub struct HeadOutput {
     pub maps: Option<Tensor<4>>,
 }
 
+/// The groups a head produces: the one place the effective count P and the per-group size
+/// d = D / P (integer division, as in the paper) are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupShape {
+    pub groups: usize,
+    pub group_size: usize,
+}
+
+impl GroupShape {
+    /// `requested` groups of a total embedding size D for `head` (heads without groups have
+    /// one, of size D).
+    pub fn of(head: HeadKind, requested: usize, embedding_size: usize) -> Self {
+        let groups = if head.has_groups() { requested } else { 1 };
+        Self {
+            groups,
+            group_size: embedding_size / groups,
+        }
+    }
+}
+
 /// The size of a head: channels in, groups and per-group size out.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadShape {
@@ -86,6 +118,18 @@ pub struct HeadShape {
     pub groups: usize,
     pub group_size: usize,
     pub reduction: usize,
+}
+
+impl HeadShape {
+    /// A head of `groups` over `channels` input channels.
+    pub fn new(channels: usize, groups: GroupShape, reduction: usize) -> Self {
+        Self {
+            channels,
+            groups: groups.groups,
+            group_size: groups.group_size,
+            reduction,
+        }
+    }
 }
 
 /// A head of any kind.

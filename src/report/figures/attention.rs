@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use super::style::{inferno, rgb};
 use super::{Drawn, FAMILY, Figure};
 use crate::eval::npy::{NpyValues, read_npy};
+use crate::store::RunFile;
 
 /// Side of one panel in pixels.
 const PANEL: u32 = 112;
@@ -73,13 +74,13 @@ impl AttentionFigure {
         what: &'static str,
         bgr: bool,
     ) -> anyhow::Result<Option<Self>> {
-        let maps_path = dir.join("attention-maps.npy");
+        let maps_path = dir.join(RunFile::AttentionMaps.name());
         if !maps_path.exists() {
             return Ok(None);
         }
-        let (image_shape, pixels) = floats(&dir.join("attention-images.npy"))?;
+        let (image_shape, pixels) = floats(&dir.join(RunFile::AttentionImages.name()))?;
         let (map_shape, values) = floats(&maps_path)?;
-        let labels = match read_npy(&dir.join("attention-labels.npy"))?.values {
+        let labels = match read_npy(&dir.join(RunFile::AttentionLabels.name()))?.values {
             NpyValues::Int(v) => v,
             NpyValues::Float(v) => v.iter().map(|&x| x as i64).collect(),
         };

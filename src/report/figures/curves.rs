@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::style::series_colour;
@@ -148,39 +149,7 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()
         .drawn()?;
     for series in &panel.series {
-        let colour = series_colour(series.colour);
-        let line = if series.faint {
-            colour.mix(0.45).stroke_width(1)
-        } else {
-            colour.stroke_width(2)
-        };
-        let xy: Vec<(f64, f64)> = series.points.iter().map(|p| (p.0, p.1)).collect();
-        let legend_style = line;
-        chart
-            .draw_series(LineSeries::new(xy.clone(), line))
-            .drawn()?
-            .label(series.name.clone())
-            .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 18, ly)], legend_style));
-        if !series.faint {
-            chart
-                .draw_series(xy.iter().map(|&p| Circle::new(p, 3, colour.filled())))
-                .drawn()?;
-        }
-        chart
-            .draw_series(series.points.iter().filter_map(|&(px, py, e)| {
-                e.filter(|e| e.is_finite() && *e > 0.0).map(|e| {
-                    PathElement::new(vec![(px, py - e), (px, py + e)], colour.stroke_width(1))
-                })
-            }))
-            .drawn()?;
-        chart
-            .draw_series(
-                series
-                    .marked
-                    .iter()
-                    .map(|&p| Circle::new(p, 6, colour.stroke_width(2))),
-            )
-            .drawn()?;
+        draw_series(&mut chart, series)?;
     }
     chart
         .configure_series_labels()
@@ -189,6 +158,46 @@ fn draw_panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .draw()
+        .drawn()?;
+    Ok(())
+}
+
+/// One series: its line (and legend entry), its points, error bars and circled points.
+fn draw_series<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    series: &Series,
+) -> anyhow::Result<()> {
+    let colour = series_colour(series.colour);
+    let line = if series.faint {
+        colour.mix(0.45).stroke_width(1)
+    } else {
+        colour.stroke_width(2)
+    };
+    let xy: Vec<(f64, f64)> = series.points.iter().map(|p| (p.0, p.1)).collect();
+    let legend_style = line;
+    chart
+        .draw_series(LineSeries::new(xy.clone(), line))
+        .drawn()?
+        .label(series.name.clone())
+        .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 18, ly)], legend_style));
+    if !series.faint {
+        chart
+            .draw_series(xy.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .drawn()?;
+    }
+    chart
+        .draw_series(series.points.iter().filter_map(|&(px, py, e)| {
+            e.filter(|e| e.is_finite() && *e > 0.0)
+                .map(|e| PathElement::new(vec![(px, py - e), (px, py + e)], colour.stroke_width(1)))
+        }))
+        .drawn()?;
+    chart
+        .draw_series(
+            series
+                .marked
+                .iter()
+                .map(|&p| Circle::new(p, 6, colour.stroke_width(2))),
+        )
         .drawn()?;
     Ok(())
 }

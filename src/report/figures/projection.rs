@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use super::style::series_colour;
 use super::{Drawn, FAMILY, Figure, extent};
 use crate::eval::npy::{NpyValues, read_npy};
+use crate::store::{EmbeddedSet, RunFile};
 
 /// At most this many classes are drawn (colours stay distinguishable), and at most this many
 /// points (the SVG stays small); both chosen deterministically.
@@ -103,8 +104,8 @@ impl ProjectionPanel {
     /// Reads a run's test embeddings; keeps the first [`MAX_CLASSES`] classes (by label) and
     /// every k-th of their points so at most [`MAX_POINTS`] remain.
     pub fn load(dir: &Path, title: String) -> anyhow::Result<(ProjectionPanel, Vec<i64>)> {
-        let embeddings = read_npy(&dir.join("test-embeddings.npy"))?;
-        let labels = match read_npy(&dir.join("test-labels.npy"))?.values {
+        let embeddings = read_npy(&dir.join(RunFile::Embeddings(EmbeddedSet::Test).name()))?;
+        let labels = match read_npy(&dir.join(RunFile::Labels(EmbeddedSet::Test).name()))?.values {
             NpyValues::Int(v) => v,
             NpyValues::Float(v) => v.iter().map(|&x| x as i64).collect(),
         };
@@ -112,7 +113,11 @@ impl ProjectionPanel {
             embeddings.values,
             <[usize; 2]>::try_from(embeddings.shape.as_slice())?,
         ) else {
-            anyhow::bail!("{}: test-embeddings.npy is not float32", dir.display());
+            anyhow::bail!(
+                "{}: {} is not float32",
+                dir.display(),
+                RunFile::Embeddings(EmbeddedSet::Test)
+            );
         };
         anyhow::ensure!(
             labels.len() == n,

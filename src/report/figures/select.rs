@@ -8,9 +8,11 @@ use anyhow::Context;
 use super::curves::{History, LineFigure, Panel, Series};
 use super::projection::{EmbeddingProjection, ProjectionPanel};
 use super::{AttentionFigure, extent, save};
+use crate::matrix::Axis;
 use crate::report::aggregate::{Aggregate, Keys};
 use crate::report::runs::{KEY_COLUMNS, RunRow, Runs};
 use crate::report::table::{Section, Table, display_metric, key_index};
+use crate::store::{EmbeddedSet, RunFile};
 
 /// The first finished replicate (matrix order: lowest seed, then fold) with these keys.
 fn first_run<'a>(runs: &'a Runs, keys: &Keys) -> Option<&'a RunRow> {
@@ -18,7 +20,7 @@ fn first_run<'a>(runs: &'a Runs, keys: &Keys) -> Option<&'a RunRow> {
         KEY_COLUMNS
             .iter()
             .zip(keys)
-            .all(|(k, v)| r.values.get(k).as_ref() == Some(v))
+            .all(|(k, v)| r.values.get(*k).as_ref() == Some(v))
     })
 }
 
@@ -178,7 +180,7 @@ fn recall_curves(name: &str, main: &Table) -> LineFigure {
 /// Recall@1 and MAP@R against P for every head run at several group counts, one line per
 /// head and section; the no-grouping baseline as a faint line.
 fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
-    let (head_at, groups_at) = (key_index("head"), key_index("groups"));
+    let (head_at, groups_at) = (key_index(Axis::Head), key_index(Axis::Groups));
     let mut lines: Vec<(Keys, Vec<String>)> = Vec::new(); // (keys without groups, group values)
     for keys in aggregate.planned_keys() {
         let mut base = keys.clone();
@@ -211,53 +213,10 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
                 .collect::<Vec<_>>()
                 .join(" · ")
     };
-    let mut panels = Vec::new();
-    for (metric, title) in [("recall@1", "Recall@1 (%)"), ("map@r", "MAP@R (%)")] {
-        let mut series = Vec::new();
-        for (colour, (base, groups)) in lines.iter().enumerate() {
-            let points: Vec<(f64, f64, Option<f64>)> = groups
-                .iter()
-                .filter_map(|g| {
-                    let mut keys = base.clone();
-                    keys[groups_at] = g.clone();
-                    let stat = aggregate.stat(&keys, "test", metric)?;
-                    let p: f64 = g.parse().ok()?;
-                    Some((p.log2(), stat.mean * 100.0, Some(stat.std * 100.0)))
-                })
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            let mut none = base.clone();
-            none[head_at] = "none".into();
-            none[groups_at] = "1".into();
-            if let (Some(stat), Some((lo, hi))) = (
-                aggregate.stat(&none, "test", metric),
-                extent(points.iter().map(|p| p.0)),
-            ) {
-                series.push(Series {
-                    name: format!("none {}", label(base, false)).trim().to_string(),
-                    points: vec![(lo, stat.mean * 100.0, None), (hi, stat.mean * 100.0, None)],
-                    colour,
-                    faint: true,
-                    ..Series::default()
-                });
-            }
-            series.push(Series {
-                name: label(base, true),
-                points,
-                colour,
-                ..Series::default()
-            });
-        }
-        panels.push(Panel {
-            title: title.into(),
-            x_label: "groups P".into(),
-            y_label: title.into(),
-            x_log2: true,
-            series,
-        });
-    }
+    let panels = [("recall@1", "Recall@1 (%)"), ("map@r", "MAP@R (%)")]
+        .into_iter()
+        .map(|(metric, title)| ablation_panel(aggregate, &lines, metric, title, &label))
+        .collect();
     Some(LineFigure {
         title: format!("{name}: number of groups"),
         columns: 2,
@@ -265,6 +224,62 @@ fn group_ablation(name: &str, aggregate: &Aggregate) -> Option<LineFigure> {
         note: "mean over seeds; bars: ± one standard deviation; faint: no grouping (none, P = 1)"
             .into(),
     })
+}
+
+/// One metric of the group ablation: a line per (keys without groups, their group counts),
+/// each with its no-grouping baseline as a faint line over the same range.
+fn ablation_panel(
+    aggregate: &Aggregate,
+    lines: &[(Keys, Vec<String>)],
+    metric: &str,
+    title: &str,
+    label: &dyn Fn(&Keys, bool) -> String,
+) -> Panel {
+    let (head_at, groups_at) = (key_index(Axis::Head), key_index(Axis::Groups));
+    let mut series = Vec::new();
+    for (colour, (base, groups)) in lines.iter().enumerate() {
+        let points: Vec<(f64, f64, Option<f64>)> = groups
+            .iter()
+            .filter_map(|g| {
+                let mut keys = base.clone();
+                keys[groups_at] = g.clone();
+                let stat = aggregate.stat(&keys, "test", metric)?;
+                let p: f64 = g.parse().ok()?;
+                Some((p.log2(), stat.mean * 100.0, Some(stat.std * 100.0)))
+            })
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let mut none = base.clone();
+        none[head_at] = "none".into();
+        none[groups_at] = "1".into();
+        if let (Some(stat), Some((lo, hi))) = (
+            aggregate.stat(&none, "test", metric),
+            extent(points.iter().map(|p| p.0)),
+        ) {
+            series.push(Series {
+                name: format!("none {}", label(base, false)).trim().to_string(),
+                points: vec![(lo, stat.mean * 100.0, None), (hi, stat.mean * 100.0, None)],
+                colour,
+                faint: true,
+                ..Series::default()
+            });
+        }
+        series.push(Series {
+            name: label(base, true),
+            points,
+            colour,
+            ..Series::default()
+        });
+    }
+    Panel {
+        title: title.into(),
+        x_label: "groups P".into(),
+        y_label: title.into(),
+        x_log2: true,
+        series,
+    }
 }
 
 /// Training loss and the validation selection metric per epoch for the first replicate of
@@ -283,7 +298,7 @@ fn training_curves(
         let Some(run) = first_run(runs, &main.full_keys(section, &row.keys, dataset)) else {
             continue;
         };
-        let history = History::read(&run.dir.join("history.csv"))?;
+        let history = History::read(&run.dir.join(RunFile::History.name()))?;
         if !history.columns.contains(&selection)
             && let Some(first) = history.columns.iter().find(|c| c.starts_with("val_"))
         {
@@ -376,7 +391,11 @@ fn projection(
         let Some(run) = first_run(runs, &main.full_keys(section, &row.keys, dataset)) else {
             continue;
         };
-        if !run.dir.join("test-embeddings.npy").exists() {
+        if !run
+            .dir
+            .join(RunFile::Embeddings(EmbeddedSet::Test).name())
+            .exists()
+        {
             continue;
         }
         let recall = run

@@ -1,0 +1,40 @@
+//! `agml run-cell HASH`: one SLURM array task trains one queued cell.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agml::progress::Progress;
+use agml::schedule::{RunOptions, done_and_intact, run_cells, slurm};
+use agml::store::RunStore;
+use agml::train::Backend;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The cell's hash (its configuration is in <results>/queue/<hash>.json).
+    hash: String,
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    #[arg(long, value_enum, env = "AGML_BACKEND", default_value_t = Backend::Flex)]
+    backend: Backend,
+    /// The device to train on (cpu, cuda:0, ...).
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
+}
+
+pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
+    let store = RunStore::new(&args.results);
+    let cell = slurm::queued_cell(&store, &args.hash)?;
+    if done_and_intact(&store, &args.hash) {
+        println!("{}: done already", &args.hash[..12]);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = RunOptions {
+        backend: args.backend,
+        jobs: 1,
+        devices: args.devices,
+        force: false,
+        retries: 0,
+    };
+    let summary = run_cells(&[&cell], &store, &options, progress)?;
+    Ok(super::summary_exit(&summary))
+}

@@ -1,0 +1,94 @@
+//! `agml status MATRIX`: counts by state, SLURM's view of unfinished cells, failures.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agml::matrix::{CellFilter, Matrix};
+use agml::schedule::slurm::{self, QueueState};
+use agml::schedule::{PlanEntry, plan};
+use agml::store::{RunState, RunStore};
+
+#[derive(clap::Args)]
+pub struct Args {
+    matrix: PathBuf,
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// SLURM's state of a cell the store does not have finished.
+fn on_slurm(queue: &HashMap<String, QueueState>, entry: &PlanEntry) -> Option<QueueState> {
+    match entry.state {
+        RunState::Done(_) => None,
+        _ => queue.get(&entry.cell.hash).copied(),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let matrix = Matrix::load(&args.matrix)?;
+    let store = RunStore::new(&args.results);
+    let entries = plan(&matrix, &CellFilter::default(), &store);
+    // None without SLURM.
+    let queue = slurm::queue_states(&store).unwrap_or_default();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json(&entries, &queue))?);
+    } else {
+        print_text(&matrix, &entries, &queue);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn json(entries: &[PlanEntry], queue: &HashMap<String, QueueState>) -> serde_json::Value {
+    let mut counts = serde_json::Map::new();
+    for label in ["done", "pending", "failed", "stale"] {
+        let n = entries.iter().filter(|e| e.state.label() == label).count();
+        counts.insert(label.into(), n.into());
+    }
+    for state in [QueueState::Queued, QueueState::Running] {
+        let n = entries
+            .iter()
+            .filter(|e| on_slurm(queue, e) == Some(state))
+            .count();
+        counts.insert(state.label().into(), n.into());
+    }
+    let cells: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let mut value = e.to_json();
+            if let Some(state) = on_slurm(queue, e) {
+                value["slurm"] = state.label().into();
+            }
+            value
+        })
+        .collect();
+    counts.insert("cells".into(), cells.into());
+    serde_json::Value::Object(counts)
+}
+
+fn print_text(matrix: &Matrix, entries: &[PlanEntry], queue: &HashMap<String, QueueState>) {
+    println!(
+        "{}",
+        super::counts_line(matrix, entries.iter().map(|e| &e.state))
+    );
+    let count = |state| {
+        entries
+            .iter()
+            .filter(|e| on_slurm(queue, e) == Some(state))
+            .count()
+    };
+    let (queued, running) = (count(QueueState::Queued), count(QueueState::Running));
+    if queued + running > 0 {
+        println!("on SLURM: {queued} queued, {running} running");
+    }
+    for entry in entries {
+        let (hash, values) = (&entry.cell.hash[..12], &entry.cell.values);
+        if let Some(state) = on_slurm(queue, entry) {
+            println!("{:<8} {hash}  {values}", state.label());
+        }
+        if let RunState::Failed(failure) = &entry.state {
+            println!("failed {hash}  {values}: {}", failure.reason);
+        }
+    }
+}
