@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::log_softmax;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{cosines, group_rows, mask};
+use super::pairs::{class_vectors, cosines, group_rows, mask};
 use crate::model::layers::ParamInit;
 
 /// Hyper-parameters.
@@ -46,7 +46,7 @@ impl NormalizedSoftmax {
         init: &mut ParamInit,
     ) -> Self {
         Self {
-            weights: init.uniform([groups, classes, size], 1.0 / (size as f64).sqrt()),
+            weights: class_vectors(init, groups, classes, size),
             temperature: config.temperature,
         }
     }

@@ -1,9 +1,10 @@
 //! Shared pieces of the pair- and proxy-based losses: label masks, index tensors, distances
 //! of selected pairs, and a masked log-sum-exp.
 
+use burn::module::Param;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use crate::model::layers::l2_normalize;
+use crate::model::layers::{ParamInit, l2_normalize};
 
 /// `[rows, cols]` mask from a predicate on (row, col).
 pub fn mask(
@@ -49,6 +50,17 @@ pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Vec<f32> {
         .into_data()
         .try_into_vec::<f32>()
         .expect("float tensor")
+}
+
+/// One vector per (group, class), `[P, classes, d]` uniform in +-1 / sqrt(d): the proxies
+/// and class weights of the proxy-based losses.
+pub fn class_vectors(
+    init: &mut ParamInit,
+    groups: usize,
+    classes: usize,
+    size: usize,
+) -> Param<Tensor<3>> {
+    init.uniform([groups, classes, size], 1.0 / (size as f64).sqrt())
 }
 
 /// Slice `group` of a per-group parameter `[P, classes, d]` (proxies, class weights).

@@ -9,7 +9,7 @@ use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{cosines, group_rows, logsumexp_add_one, mask};
+use super::pairs::{class_vectors, cosines, group_rows, logsumexp_add_one, mask};
 use crate::model::layers::ParamInit;
 
 /// Hyper-parameters (the paper's defaults).
@@ -51,7 +51,7 @@ impl ProxyAnchor {
         init: &mut ParamInit,
     ) -> Self {
         Self {
-            proxies: init.uniform([groups, classes, size], 1.0 / (size as f64).sqrt()),
+            proxies: class_vectors(init, groups, classes, size),
             margin: config.margin,
             alpha: config.alpha,
         }
