@@ -33,7 +33,7 @@ fn forward(backend: Backend, backbone: BackboneKind, head: HeadKind, size: usize
     let spec = EmbedderConfig {
         backbone,
         pretrained: None,
-        freeze_batchnorm: false,
+        freeze_batchnorm: None,
         head,
         in_channels: channels,
         groups: GroupShape::of(head, groups, 32),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use agml::loss::margin::Triplet;
+use agml::loss::margin::{MarginConfig, MarginNormalization, Triplet};
 use agml::loss::{LossConfig, MarginLoss, MetricLoss, NormalizedSoftmax, ProxyAnchor};
 use agml::loss::{LossShape, NormalizedSoftmaxConfig, ProxyAnchorConfig};
 use agml::model::layers::{ParamInit, l2_normalize};
@@ -46,6 +46,12 @@ fn agml_loss(
     match config {
         LossConfig::Margin(c) => {
             // The fixture's reference takes every triplet; agml's own sampling is tested apart.
+            // pytorch-metric-learning divides by the active terms (the authors' count of
+            // active triplets is checked in src/loss/margin.rs).
+            let c = MarginConfig {
+                normalization: MarginNormalization::ActiveTerms,
+                ..c
+            };
             let loss = MarginLoss::new(&c, 1, classes, device);
             let mut triplets = Vec::new();
             for a in 0..labels.len() {

@@ -14,6 +14,7 @@ fn config(head: HeadKind, loss: LossName) -> RunConfig {
             name: BackboneKind::Resnet18,
             pretrained: None,
             freeze_batchnorm: false,
+            freeze_batchnorm_affine: false,
         },
         head,
         loss: LossConfig::default_for(loss),

@@ -39,6 +39,7 @@ fn config(args: &Args) -> RunConfig {
             name: args.backbone,
             pretrained: None,
             freeze_batchnorm: false,
+            freeze_batchnorm_affine: false,
         },
         head: args.head,
         loss: LossConfig::default_for(LossName::Margin),

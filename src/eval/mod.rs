@@ -5,6 +5,7 @@ pub mod evaluate;
 pub mod interpretability;
 pub mod knn;
 pub mod npy;
+pub mod per_group;
 pub mod retrieval;
 
 pub use cluster::{clustering_metrics, kmeans};

@@ -4,8 +4,10 @@
 //! For each anchor: a random positive, and a negative drawn with probability proportional to
 //! the inverse of the density of distances between points on the unit sphere,
 //! q(d)^-1 = d^(2-n) * (1 - d^2/4)^((3-n)/2), with d clipped below at `cutoff`. Then
-//!   loss = sum(relu(d_ap - beta + alpha) + relu(beta - d_an + alpha)) / #(non-zero terms),
-//! with beta a learnable boundary per class (and per group here).
+//!   loss = sum(relu(d_ap - beta + alpha) + relu(beta - d_an + alpha)) / count,
+//! with beta a learnable boundary per class (and per group here). The authors count the
+//! triplets with any active term (`criteria/margin.py:70`, an OR of two bool tensors); Wu et
+//! al. and pytorch-metric-learning count the active terms: [`MarginNormalization`].
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
@@ -28,6 +30,28 @@ pub struct MarginConfig {
     pub beta_lr: f64,
     /// Lower distance cutoff of the sampling weights.
     pub cutoff: f64,
+    /// What the summed loss is divided by.
+    #[serde(skip_serializing_if = "MarginNormalization::is_default")]
+    pub normalization: MarginNormalization,
+}
+
+/// The denominator of the margin loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MarginNormalization {
+    /// Triplets with a positive or a negative term above zero (the authors' code).
+    #[default]
+    ActiveTriplets,
+    /// Terms above zero, positive and negative counted apart (Wu et al.,
+    /// pytorch-metric-learning's MarginLoss); agml's count before semantics 5.
+    ActiveTerms,
+}
+
+impl MarginNormalization {
+    // The default stays out of the cell hash (semantics 5 made it the default).
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Default for MarginConfig {
@@ -38,6 +62,7 @@ impl Default for MarginConfig {
             beta_init: 1.2,
             beta_lr: 5e-5,
             cutoff: 0.5,
+            normalization: MarginNormalization::default(),
         }
     }
 }
@@ -49,6 +74,8 @@ pub struct MarginLoss {
     pub beta: Param<Tensor<2>>,
     pub alpha: f64,
     pub cutoff: f64,
+    #[module(skip)]
+    pub normalization: MarginNormalization,
 }
 
 /// Anchor, positive and negative indices into a batch.
@@ -70,6 +97,7 @@ impl MarginLoss {
             )),
             alpha: config.alpha,
             cutoff: config.cutoff,
+            normalization: config.normalization,
         }
     }
 
@@ -131,9 +159,15 @@ impl MarginLoss {
         let beta = beta.select(0, anchor_labels);
         let positive_loss = relu(d_ap - beta.clone() + self.alpha);
         let negative_loss = relu(beta - d_an + self.alpha);
-        let active = positive_loss.clone().greater_elem(0.0).float().sum()
-            + negative_loss.clone().greater_elem(0.0).float().sum();
-        (positive_loss + negative_loss).sum() / active.clamp_min(1.0)
+        let (pos_active, neg_active) = (
+            positive_loss.clone().greater_elem(0.0),
+            negative_loss.clone().greater_elem(0.0),
+        );
+        let count = match self.normalization {
+            MarginNormalization::ActiveTriplets => pos_active.bool_or(neg_active).float().sum(),
+            MarginNormalization::ActiveTerms => pos_active.float().sum() + neg_active.float().sum(),
+        };
+        (positive_loss + negative_loss).sum() / count.clamp_min(1.0)
     }
 }
 
@@ -220,12 +254,17 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn loss(beta: f64) -> MarginLoss {
+    fn loss_counting(beta: f64, normalization: MarginNormalization) -> MarginLoss {
         let config = MarginConfig {
             beta_init: beta,
+            normalization,
             ..MarginConfig::default()
         };
         MarginLoss::new(&config, 1, 2, &Device::default())
+    }
+
+    fn loss(beta: f64) -> MarginLoss {
+        loss_counting(beta, MarginNormalization::ActiveTriplets)
     }
 
     fn tensor2(values: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
@@ -253,11 +292,47 @@ mod tests {
         );
         let expected = 1.2 - d_an + 0.2;
         assert!((value.into_scalar::<f32>() as f64 - expected).abs() < 1e-5);
-        // beta 0.8: both terms active, averaged over 2.
-        let l = loss(0.8);
-        let value = l.triplet_loss(embedding, l.group_beta(0), &labels, &triplet);
-        let expected = ((d_ap - 0.8 + 0.2) + (0.8 - d_an + 0.2)) / 2.0;
-        assert!((value.into_scalar::<f32>() as f64 - expected).abs() < 1e-5);
+        // beta 0.8: both terms active in one triplet: the authors divide by the one triplet,
+        // Wu et al. / pytorch-metric-learning by the two terms.
+        let both = (d_ap - 0.8 + 0.2) + (0.8 - d_an + 0.2);
+        for (normalization, count) in [
+            (MarginNormalization::ActiveTriplets, 1.0),
+            (MarginNormalization::ActiveTerms, 2.0),
+        ] {
+            let l = loss_counting(0.8, normalization);
+            let value = l.triplet_loss(embedding.clone(), l.group_beta(0), &labels, &triplet);
+            assert!((value.into_scalar::<f32>() as f64 - both / count).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn the_authors_count_triplets_with_any_active_term() {
+        // Three triplets whose (positive, negative) terms are active as (yes, yes), (no, yes),
+        // (yes, no): 3 active triplets, 4 active terms (the pos [1,0,2], neg [1,3,0]).
+        // Points on a line; class 0 = {a0, p0, a1, p1, a2, p2}, class 1 = the negatives.
+        // beta 0.3, alpha 0.2: a positive term is active beyond 0.1, a negative one within 0.5.
+        let coords = [0.0, 0.5, 0.0, 0.05, 0.0, 0.5, 0.1, 0.3, 2.0];
+        let embedding = tensor2(coords.iter().flat_map(|&x| [x, 1.0]).collect(), [9, 2]);
+        let labels = [0, 0, 0, 0, 0, 0, 1, 1, 1];
+        let t = |anchor, positive, negative| Triplet {
+            anchor,
+            positive,
+            negative,
+        };
+        let triplets = [t(0, 1, 6), t(2, 3, 7), t(4, 5, 8)];
+        let count = |normalization| {
+            let l = loss_counting(0.3, normalization);
+            l.triplet_loss(embedding.clone(), l.group_beta(0), &labels, &triplets)
+                .into_scalar::<f32>() as f64
+        };
+        let (by_triplets, by_terms) = (
+            count(MarginNormalization::ActiveTriplets),
+            count(MarginNormalization::ActiveTerms),
+        );
+        assert!(
+            (by_triplets / by_terms - 4.0 / 3.0).abs() < 1e-5,
+            "{by_triplets} {by_terms}"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::data::{
     Transform, Validation,
 };
 use crate::error::{BadInput, Invalid};
-use crate::loss::LossName;
+use crate::loss::{LossConfig, LossName};
 use crate::model::{BackboneConfig, BackboneKind, HeadKind};
 use crate::train::config::{ModelSettings, RunConfig, TrainConfig};
 
@@ -53,6 +53,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         let train: TrainConfig = layer.filtered(|k| train_keys.contains(&k)).resolve(src)?;
         check_rule(train.check(), &layer, src)?;
         let train = train.settled();
+        let losses = resolve_losses(file, &resolved.losses, src)?;
         let sizes: Vec<&Spanned<usize>> = match &axes.embedding_size {
             Some(axis) => axis.get_ref().iter().collect(),
             None => Vec::new(),
@@ -71,7 +72,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                         dataset: dataset_config,
                         backbone: backbone_config.clone(),
                         head: HeadKind::None,
-                        loss: file.losses.resolve(LossName::Margin),
+                        loss: losses[0].1.clone(),
                         groups: 1,
                         embedding_size: model.embedding_size,
                         reduction: model.reduction,
@@ -81,6 +82,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                     data_root: &resolved.root,
                     weights: &weights,
                     excludes: &excludes,
+                    losses: &losses,
                 };
                 template.expand_into(file, src, &sizes, &mut seen, &mut expansion)?;
             }
@@ -98,6 +100,8 @@ struct CellTemplate<'a> {
     weights: &'a Option<PathBuf>,
     /// The matrix's `[[exclude]]` rules.
     excludes: &'a [Selection],
+    /// Each loss of the axis with its parameters on this dataset.
+    losses: &'a [(LossName, LossConfig)],
 }
 
 impl CellTemplate<'_> {
@@ -132,7 +136,7 @@ impl CellTemplate<'_> {
                                 seed: *seed.get_ref(),
                                 fold: self.fold,
                             };
-                            self.add_cell(file, src, values, groups, seen, out)?;
+                            self.add_cell(src, values, groups, seen, out)?;
                         }
                     }
                 }
@@ -144,7 +148,6 @@ impl CellTemplate<'_> {
     /// The cell of `values`, unless a rule excludes it or it does not exist; its hash once.
     fn add_cell(
         &self,
-        file: &MatrixFile,
         src: &Source,
         values: AxisValues,
         groups: &Spanned<usize>,
@@ -171,7 +174,10 @@ impl CellTemplate<'_> {
         }
         let config = RunConfig {
             head: values.head,
-            loss: file.losses.resolve(values.loss),
+            loss: (self.losses.iter())
+                .find(|(name, _)| *name == values.loss)
+                .map(|(_, config)| config.clone())
+                .expect("every loss of the axis is resolved"),
             groups: values.groups,
             embedding_size: values.embedding_size,
             seed: values.seed,
@@ -257,10 +263,33 @@ struct ResolvedDataset {
     variants: Vec<(DatasetConfig, Option<usize>)>,
     root: PathBuf,
     settings: Layer,
+    /// `[datasets.<name>.losses]`: loss parameters of this dataset's cells.
+    losses: Layer,
 }
 
 /// Keys of a dataset table that are not the dataset's parameters.
-const TABLE_KEYS: [&str; 3] = ["root", "folds", "train"];
+const TABLE_KEYS: [&str; 4] = ["root", "folds", "train", "losses"];
+
+/// Each loss of the `loss` axis with its effective parameters on a dataset: its defaults <-
+/// `[losses.<loss>]` <- `[datasets.<name>.losses.<loss>]`.
+fn resolve_losses(
+    file: &MatrixFile,
+    dataset_losses: &Layer,
+    src: &Source,
+) -> Result<Vec<(LossName, LossConfig)>, BadInput> {
+    let names: Vec<String> = LossName::ALL.iter().map(|l| l.to_string()).collect();
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    dataset_losses.check_keys(&known, "loss", src)?;
+    let mut losses = Vec::new();
+    for loss in file.axes.get_ref().loss.get_ref() {
+        let name = *loss.get_ref();
+        let base = file.losses.get(name).cloned().unwrap_or_default();
+        let layer = base.overlaid(&dataset_losses.table(&name.to_string(), src)?);
+        let config = layer.resolve_tagged(Some(("name", &name.to_string())), src)?;
+        losses.push((name, config));
+    }
+    Ok(losses)
+}
 
 fn resolve_dataset(
     file: &MatrixFile,
@@ -276,6 +305,7 @@ fn resolve_dataset(
             variants: vec![(DatasetConfig::Synthetic(config), None)],
             root: PathBuf::new(),
             settings: Layer::default(),
+            losses: Layer::default(),
         });
     }
     let table = file.datasets.get(name).cloned().unwrap_or_default();
@@ -305,6 +335,7 @@ fn resolve_dataset(
         variants: fold_variants(config, folds.as_ref(), src)?,
         root,
         settings: table.table("train", src)?,
+        losses: table.table("losses", src)?,
     })
 }
 
@@ -413,7 +444,16 @@ fn resolve_backbone(
         name: kind,
         pretrained,
         freeze_batchnorm: table.and_then(|t| t.freeze_batchnorm).unwrap_or(false),
+        freeze_batchnorm_affine: table
+            .and_then(|t| t.freeze_batchnorm_affine)
+            .unwrap_or(false),
     };
+    if config.freeze_batchnorm_affine && !config.freeze_batchnorm {
+        return Err(BadInput::new(format!(
+            "{}: [backbones.{kind}] freeze_batchnorm_affine needs freeze_batchnorm = true",
+            src.path.display()
+        )));
+    }
     // Relative paths in a matrix are relative to the working directory, as on the command line.
     Ok((config, weights.map(|w| PathBuf::from(w.get_ref()))))
 }

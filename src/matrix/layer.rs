@@ -98,7 +98,7 @@ impl Layer {
         };
         T::deserialize(node.get_ref().to_value())
             .map(|value| Some(Spanned::new(node.span(), value)))
-            .map_err(|e| src.error_at(node, format!("`{key}`: {}", e.to_string().trim_end())))
+            .map_err(|e| src.error_at(node, format!("`{key}`: {}", first_line(&e))))
     }
 
     fn to_value(&self) -> toml::Value {
@@ -113,21 +113,51 @@ impl Layer {
     /// The layer deserialised into `T`, whose serde defaults fill what the layer leaves out.
     /// A wrong type or an unknown key names the key's line and column.
     pub(super) fn resolve<T: DeserializeOwned>(&self, src: &Source) -> Result<T, BadInput> {
-        match T::deserialize(self.to_value()) {
+        self.resolve_tagged(None, src)
+    }
+
+    /// [`Self::resolve`] into an internally tagged enum: `tag` = (key, variant) is added.
+    pub(super) fn resolve_tagged<T: DeserializeOwned>(
+        &self,
+        tag: Option<(&str, &str)>,
+        src: &Source,
+    ) -> Result<T, BadInput> {
+        let value = |entries: &mut dyn Iterator<Item = (&String, &Spanned<Node>)>| {
+            let mut table: toml::Table = entries
+                .map(|(k, v)| (k.clone(), v.get_ref().to_value()))
+                .collect();
+            if let Some((key, variant)) = tag {
+                table.insert(key.to_string(), toml::Value::String(variant.to_string()));
+            }
+            toml::Value::Table(table)
+        };
+        match T::deserialize(value(&mut self.0.iter())) {
             Ok(value) => Ok(value),
             Err(whole) => {
                 // The first key that fails alone is the one to point at.
                 for (key, node) in &self.0 {
-                    let alone = Layer(BTreeMap::from([(key.clone(), node.clone())]));
-                    if let Err(e) = T::deserialize(alone.to_value()) {
-                        let message = format!("`{key}`: {}", e.to_string().trim_end());
+                    if let Err(e) = T::deserialize(value(&mut std::iter::once((key, node)))) {
+                        let message = format!("`{key}`: {}", first_line(&e));
                         return Err(src.error_at(node, message));
                     }
                 }
-                Err(BadInput::new(format!("{}: {whole}", src.path.display())))
+                let message = first_line(&whole);
+                Err(BadInput::new(format!("{}: {message}", src.path.display())))
             }
         }
     }
+}
+
+/// The first line of a deserialisation error (toml adds "in `key`" lines; the key is named
+/// already, and bad input is one line).
+fn first_line(error: &impl std::fmt::Display) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }
 
 impl<'de> Deserialize<'de> for Node {

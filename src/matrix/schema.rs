@@ -11,10 +11,7 @@ use super::axis::Axis;
 use super::filter::Selection;
 use super::layer::Layer;
 use crate::data::{DatasetName, SyntheticConfig};
-use crate::loss::{
-    BinomialDevianceConfig, ContrastiveConfig, LossConfig, LossName, MarginConfig,
-    MultiSimilarityConfig, NormalizedSoftmaxConfig, ProxyAnchorConfig, TripletConfig,
-};
+use crate::loss::LossName;
 use crate::model::{BackboneKind, HeadKind};
 
 /// A whole matrix file (`experiments/*.toml`).
@@ -92,8 +89,11 @@ impl BackboneTables {
 pub struct BackboneTable {
     /// A PyTorch state dict (e.g. torchvision's resnet50-11ad3fa6.pth) to start from.
     pub weights: Option<Spanned<String>>,
-    /// Keep BatchNorm layers in eval mode with fixed parameters.
+    /// Keep BatchNorm's running statistics fixed (eval mode); gamma and beta still train, as
+    /// in the authors' code.
     pub freeze_batchnorm: Option<bool>,
+    /// With `freeze_batchnorm`: fix gamma and beta too.
+    pub freeze_batchnorm_affine: Option<bool>,
 }
 
 /// `[datasets.<name>]` tables. Each holds its dataset's parameters (the fields of its
@@ -128,39 +128,32 @@ impl DatasetTables {
     }
 }
 
-/// `[losses.<name>]` tables: each loss's hyper-parameters over its defaults.
+/// `[losses.<name>]` tables: each loss's hyper-parameters over its defaults (the fields of
+/// its configuration type, e.g. [`MarginConfig`](crate::loss::MarginConfig)); a dataset's
+/// `[datasets.<name>.losses.<loss>]` lays its own over them.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LossTables {
-    pub margin: Option<MarginConfig>,
-    pub multi_similarity: Option<MultiSimilarityConfig>,
-    pub proxy_anchor: Option<ProxyAnchorConfig>,
-    pub contrastive: Option<ContrastiveConfig>,
-    pub triplet: Option<TripletConfig>,
-    pub binomial_deviance: Option<BinomialDevianceConfig>,
-    pub normalized_softmax: Option<NormalizedSoftmaxConfig>,
+    pub margin: Option<Layer>,
+    pub multi_similarity: Option<Layer>,
+    pub proxy_anchor: Option<Layer>,
+    pub contrastive: Option<Layer>,
+    pub triplet: Option<Layer>,
+    pub binomial_deviance: Option<Layer>,
+    pub normalized_softmax: Option<Layer>,
 }
 
 impl LossTables {
-    /// The effective configuration of loss `name`.
-    pub fn resolve(&self, name: LossName) -> LossConfig {
-        fn or_default<T: Clone + Default>(table: &Option<T>) -> T {
-            table.clone().unwrap_or_default()
-        }
+    /// The table of loss `name`, if the matrix has one.
+    pub fn get(&self, name: LossName) -> Option<&Layer> {
         match name {
-            LossName::Margin => LossConfig::Margin(or_default(&self.margin)),
-            LossName::MultiSimilarity => {
-                LossConfig::MultiSimilarity(or_default(&self.multi_similarity))
-            }
-            LossName::ProxyAnchor => LossConfig::ProxyAnchor(or_default(&self.proxy_anchor)),
-            LossName::Contrastive => LossConfig::Contrastive(or_default(&self.contrastive)),
-            LossName::Triplet => LossConfig::Triplet(or_default(&self.triplet)),
-            LossName::BinomialDeviance => {
-                LossConfig::BinomialDeviance(or_default(&self.binomial_deviance))
-            }
-            LossName::NormalizedSoftmax => {
-                LossConfig::NormalizedSoftmax(or_default(&self.normalized_softmax))
-            }
+            LossName::Margin => self.margin.as_ref(),
+            LossName::MultiSimilarity => self.multi_similarity.as_ref(),
+            LossName::ProxyAnchor => self.proxy_anchor.as_ref(),
+            LossName::Contrastive => self.contrastive.as_ref(),
+            LossName::Triplet => self.triplet.as_ref(),
+            LossName::BinomialDeviance => self.binomial_deviance.as_ref(),
+            LossName::NormalizedSoftmax => self.normalized_softmax.as_ref(),
         }
     }
 }

@@ -302,3 +302,27 @@ fn every_setting_and_dataset_parameter_is_named_where_it_is_declared() {
             .all(|c| c.config.train.head_lr == Some(0.25) && c.config.train.query_lr == Some(0.25))
     );
 }
+
+#[test]
+fn a_dataset_lays_its_own_loss_parameters_over_the_matrix_losses() {
+    let text = format!(
+        "{BASE}\n[losses.margin]\nalpha = 0.3\nbeta_lr = 5e-5\n[datasets.fashion-mnist.losses.margin]\nbeta_lr = 1e-5\n"
+    );
+    let m = parse(&text).unwrap();
+    for cell in &m.cells {
+        let crate::loss::LossConfig::Margin(margin) = &cell.config.loss else {
+            panic!("a margin cell");
+        };
+        assert_eq!((margin.alpha, margin.beta_lr), (0.3, 1e-5));
+    }
+    let message = error(&text.replace("beta_lr = 1e-5", "beta_rl = 1e-5"));
+    assert!(
+        message.contains("test.toml:14:11") && message.contains("beta_rl"),
+        "{message}"
+    );
+    let message = error(&text.replace("losses.margin]\nbeta_lr", "losses.margn]\nbeta_lr"));
+    assert!(
+        message.contains("margn") && message.contains("multi-similarity"),
+        "{message}"
+    );
+}

@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::backbones::{Backbone, BackboneKind};
+use super::batchnorm::FreezeBatchNorm;
 use super::heads::{GroupShape, Head, HeadKind, HeadOutput, HeadShape};
 use super::layers::ParamInit;
 
@@ -22,7 +23,8 @@ pub struct EmbedderConfig {
     pub backbone: BackboneKind,
     /// A PyTorch state dict to start the backbone from.
     pub pretrained: Option<PathBuf>,
-    pub freeze_batchnorm: bool,
+    /// How the backbone's BatchNorm is frozen, if it is.
+    pub freeze_batchnorm: Option<FreezeBatchNorm>,
     pub head: HeadKind,
     pub in_channels: usize,
     pub groups: GroupShape,
@@ -44,8 +46,8 @@ impl EmbedderConfig {
         if let Some(path) = &self.pretrained {
             backbone = super::backbones::pretrained::load_state_dict(backbone, path)?;
         }
-        if self.freeze_batchnorm {
-            backbone = backbone.freeze_batchnorm();
+        if let Some(mode) = self.freeze_batchnorm {
+            backbone = backbone.freeze_batchnorm(mode);
         }
         let shape = HeadShape::new(backbone.channels(), self.groups, self.reduction);
         let head = Head::new(self.head, shape, &mut init);

@@ -147,6 +147,15 @@ pub struct GroupedLinear {
 }
 
 impl GroupedLinear {
+    /// `groups` bias-free maps `input -> output`, weights initialised like [`Linear::with_bias`]'s.
+    pub fn new(init: &mut ParamInit, groups: usize, input: usize, output: usize) -> Self {
+        let bound = 1.0 / (input as f64).sqrt();
+        Self {
+            weight: init.uniform([groups, input, output], bound),
+            bias: None,
+        }
+    }
+
     /// `groups` maps `input -> output`, with biases, initialised like [`Linear::with_bias`].
     pub fn with_bias(init: &mut ParamInit, groups: usize, input: usize, output: usize) -> Self {
         let bound = 1.0 / (input as f64).sqrt();

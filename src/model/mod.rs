@@ -1,6 +1,7 @@
 //! Models: a backbone and a grouping head make an embedder.
 
 pub mod backbones;
+pub mod batchnorm;
 pub mod embedder;
 pub mod heads;
 pub mod layers;

@@ -80,6 +80,7 @@ pub fn metrics_json(outcome: &RunOutcome, selection_metric: &str) -> String {
         "test": selected.test,
         "test_max_over_epochs": best_test,
         "interpretability": selected.interpretability,
+        "per_group": outcome.per_group,
     });
     serde_json::to_string_pretty(&value).expect("metrics serialise") + "\n"
 }
@@ -152,6 +153,7 @@ mod tests {
             gallery_labels: vec![],
             attention_sample: vec![],
             attention_maps: None,
+            per_group: vec![Metrics::from([("recall@1".to_string(), 0.25)])],
         };
         let value: serde_json::Value =
             serde_json::from_str(&metrics_json(&outcome, "recall@1")).unwrap();
@@ -160,6 +162,7 @@ mod tests {
         assert_eq!(value["test_max_over_epochs"]["recall@1"], 0.6);
         // Interpretability of the selected epoch, apart from the accuracy metrics.
         assert_eq!(value["interpretability"]["group_cosine"], 0.1);
+        assert_eq!(value["per_group"][0]["recall@1"], 0.25);
         let csv = history_csv(&outcome);
         assert_eq!(
             csv.lines().next().unwrap(),

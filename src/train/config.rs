@@ -48,7 +48,7 @@ impl RunConfig {
         EmbedderConfig {
             backbone: self.backbone.name,
             pretrained: weights.map(Path::to_path_buf),
-            freeze_batchnorm: self.backbone.freeze_batchnorm,
+            freeze_batchnorm: self.backbone.frozen_batchnorm(),
             head: self.head,
             in_channels,
             groups: self.group_shape(),
@@ -96,10 +96,22 @@ pub struct TrainConfig {
     pub lr_gamma: f64,
     /// Weight of the diversity loss.
     pub lambda_div: f64,
+    /// Adam's epsilon, of every optimiser (PyTorch's and the authors' 1e-8; burn's own default
+    /// is 1e-5, which damps the steps of parameters with small gradients such as the queries).
+    #[serde(skip_serializing_if = "is_default_adam_eps")]
+    pub adam_eps: f64,
     /// The K of Recall@K.
     pub recall_k: Vec<usize>,
     /// The validation metric that selects the epoch (`map@r`, `r_precision` or `recall@K`).
     pub selection_metric: String,
+}
+
+const DEFAULT_ADAM_EPS: f64 = 1e-8;
+
+// The default stays out of the hash, so cells keep their hash (semantics 5 made 1e-8 the
+// default; runs made before with burn's 1e-5 are stale).
+fn is_default_adam_eps(eps: &f64) -> bool {
+    *eps == DEFAULT_ADAM_EPS
 }
 
 impl Default for TrainConfig {
@@ -117,6 +129,7 @@ impl Default for TrainConfig {
             lr_milestones: Vec::new(),
             lr_gamma: 0.3,
             lambda_div: 0.02,
+            adam_eps: DEFAULT_ADAM_EPS,
             recall_k: vec![1, 2, 4, 8],
             // MAP@R, as "A Metric Learning Reality Check" recommends.
             selection_metric: "map@r".into(),
@@ -187,6 +200,12 @@ impl TrainConfig {
                     format!("{} must be a finite number >= 0", key[0]),
                 ));
             }
+        }
+        if !(self.adam_eps.is_finite() && self.adam_eps > 0.0) {
+            return Err(invalid(
+                &["adam_eps"],
+                "adam_eps must be a finite number > 0",
+            ));
         }
         if self.recall_k.is_empty() || self.recall_k.contains(&0) {
             return Err(invalid(

@@ -33,24 +33,27 @@ impl ModelGroups {
     }
 }
 
-fn adam(weight_decay: f64) -> AdamConfig {
-    AdamConfig::new().with_weight_decay(
-        (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-    )
+/// Adam with PyTorch's L2 weight decay (none at 0) and epsilon `eps`.
+pub fn adam(weight_decay: f64, eps: f64) -> AdamConfig {
+    AdamConfig::new()
+        .with_epsilon(eps as f32)
+        .with_weight_decay(
+            (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+        )
 }
 
 /// Adam with the backbone's weight decay, and the head's and the queries' for their groups.
 pub fn model_optimizer(train: &TrainConfig, groups: &ModelGroups) -> ModuleOptimizer {
-    let mut optimizer = adam(train.weight_decay).init().with_group(
+    let mut optimizer = adam(train.weight_decay, train.adam_eps).init().with_group(
         groups.head.clone(),
-        adam(train.head_weight_decay()).build(),
+        adam(train.head_weight_decay(), train.adam_eps).build(),
         None,
     );
     if let Some(queries) = &groups.queries {
         // The last matching group wins: the queries override the rest of the head.
         optimizer = optimizer.with_group(
             queries.clone(),
-            adam(train.query_weight_decay()).build(),
+            adam(train.query_weight_decay(), train.adam_eps).build(),
             None,
         );
     }
@@ -127,7 +130,7 @@ mod tests {
         let spec = EmbedderConfig {
             backbone: BackboneKind::ConvnetSmall,
             pretrained: None,
-            freeze_batchnorm: false,
+            freeze_batchnorm: None,
             head: HeadKind::Attentive,
             in_channels: 1,
             groups: GroupShape::of(HeadKind::Attentive, 2, 8),

@@ -40,6 +40,8 @@ pub struct RunOutcome {
     /// selected epoch (heads with maps).
     pub attention_sample: Vec<usize>,
     pub attention_maps: Option<(Vec<f32>, [usize; 4])>,
+    /// Recall@K of each group's embedding alone at the selected epoch (empty for one group).
+    pub per_group: Vec<Metrics>,
 }
 
 impl RunOutcome {

@@ -16,7 +16,8 @@ use super::record::{EpochRecord, RunOutcome};
 use super::resume::{self, RunProgress};
 use super::trainer::{Losses, Trainer};
 use crate::data::Splits;
-use crate::eval::clustering_metrics;
+use crate::eval::per_group::{per_group_recall, per_group_summary};
+use crate::eval::{Metrics, clustering_metrics};
 
 /// Trains `config` on `splits` on `device` (a plain device; gradients are enabled here).
 /// With `state_dir`, the state after every epoch is kept there and a later call resumes from
@@ -120,8 +121,26 @@ fn evaluate_epoch(
     })
 }
 
-/// The outcome of a run whose epochs are done: clustering metrics once, on the selected
-/// epoch's test embeddings (k-means is the costly part of evaluation).
+/// Recall@K of each group of the selected epoch's test embeddings alone (none for one group).
+fn per_group(best: &Best, config: &RunConfig, splits: &Splits) -> Vec<Metrics> {
+    let shape = config.group_shape();
+    if shape.groups < 2 {
+        return Vec::new();
+    }
+    let gallery = (splits.gallery.as_ref())
+        .map(|g| (best.gallery_embeddings.as_slice(), g.labels.as_slice()));
+    per_group_recall(
+        &best.test_embeddings,
+        &splits.test.labels,
+        gallery,
+        shape.groups,
+        shape.group_size,
+        &config.train.recall_k,
+    )
+}
+
+/// The outcome of a run whose epochs are done: clustering metrics and per-group Recall@K once,
+/// on the selected epoch's test embeddings (k-means is the costly part of evaluation).
 fn finish(run: RunProgress, config: &RunConfig, splits: &Splits, sample: Vec<usize>) -> RunOutcome {
     let best = run.best.best.expect("at least one epoch");
     let mut history = run.history;
@@ -131,8 +150,14 @@ fn finish(run: RunProgress, config: &RunConfig, splits: &Splits, sample: Vec<usi
         &splits.test.labels,
         config.seed,
     );
-    history[best.epoch - 1].test.extend(clustering);
+    let selected = &mut history[best.epoch - 1];
+    selected.test.extend(clustering);
+    let per_group = per_group(&best, config, splits);
+    selected
+        .interpretability
+        .extend(per_group_summary(&per_group));
     RunOutcome {
+        per_group,
         selected_epoch: best.epoch,
         history,
         checkpoint: best.checkpoint,

@@ -5,7 +5,7 @@
 
 use anyhow::bail;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::ProgressBar;
 use rand::SeedableRng;
@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::RunConfig;
 use super::embed::pixels_tensor;
-use super::optim::{ModelGroups, model_learning_rates, model_optimizer};
+use super::optim::{ModelGroups, adam, model_learning_rates, model_optimizer};
 use super::resume::TrainState;
 use crate::data::loader::for_each_batch;
 use crate::data::{ClassBalancedSampler, ImageSet, View};
@@ -72,7 +72,8 @@ impl Trainer {
         let mut trainer = Self {
             config: config.clone(),
             model_optimizer: model_optimizer(&config.train, &groups),
-            loss_optimizer: AdamConfig::new().init(),
+            // The loss parameters (betas, proxies) have no weight decay, as in the authors' code.
+            loss_optimizer: adam(0.0, config.train.adam_eps).init(),
             model_lr: model_learning_rates(&config.train, &groups, 0),
             groups,
             model: Some(model),

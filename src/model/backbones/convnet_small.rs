@@ -5,6 +5,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
+use crate::model::batchnorm::FreezeBatchNorm;
 use crate::model::layers::{Conv2d, ParamInit};
 
 /// (output channels, stride) of each 3x3 conv + BN + ReLU block.
@@ -46,15 +47,15 @@ impl ConvNetSmall {
         BLOCKS[BLOCKS.len() - 1].0
     }
 
-    /// Every BatchNorm in eval mode with fixed parameters.
-    pub fn freeze_batchnorm(self) -> Self {
+    /// Every BatchNorm frozen as `mode` says.
+    pub fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
         Self {
             blocks: self
                 .blocks
                 .into_iter()
                 .map(|b| ConvBnRelu {
                     conv: b.conv,
-                    norm: b.norm.freeze(),
+                    norm: mode.apply(b.norm),
                 })
                 .collect(),
         }

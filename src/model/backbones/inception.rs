@@ -10,6 +10,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
+use crate::model::batchnorm::FreezeBatchNorm;
 use crate::model::layers::{Conv2d, ParamInit};
 
 /// Conv, BatchNorm, ReLU (torchvision's `BasicConv2d`: `conv`, `bn`).
@@ -48,9 +49,9 @@ impl ConvBn {
         relu(self.bn.forward(self.conv.forward(x)))
     }
 
-    fn freeze_batchnorm(self) -> Self {
+    fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
         Self {
-            bn: self.bn.freeze(),
+            bn: mode.apply(self.bn),
             ..self
         }
     }
@@ -116,13 +117,13 @@ impl Inception {
         Tensor::cat(outputs, 1)
     }
 
-    fn freeze_batchnorm(self) -> Self {
-        let freeze = |v: Vec<ConvBn>| v.into_iter().map(ConvBn::freeze_batchnorm).collect();
+    fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
+        let freeze = |v: Vec<ConvBn>| v.into_iter().map(|m| m.freeze_batchnorm(mode)).collect();
         Self {
-            branch1: self.branch1.map(ConvBn::freeze_batchnorm),
+            branch1: self.branch1.map(|m| m.freeze_batchnorm(mode)),
             branch2: freeze(self.branch2),
             branch3: freeze(self.branch3),
-            branch4: self.branch4.map(ConvBn::freeze_batchnorm),
+            branch4: self.branch4.map(|m| m.freeze_batchnorm(mode)),
             ..self
         }
     }
@@ -213,21 +214,21 @@ impl GoogLeNet {
         self.inception5b.forward(self.inception5a.forward(x))
     }
 
-    /// Every BatchNorm in eval mode with fixed parameters.
-    pub fn freeze_batchnorm(self) -> Self {
+    /// Every BatchNorm frozen as `mode` says.
+    pub fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
         Self {
-            conv1: self.conv1.freeze_batchnorm(),
-            conv2: self.conv2.freeze_batchnorm(),
-            conv3: self.conv3.freeze_batchnorm(),
-            inception3a: self.inception3a.freeze_batchnorm(),
-            inception3b: self.inception3b.freeze_batchnorm(),
-            inception4a: self.inception4a.freeze_batchnorm(),
-            inception4b: self.inception4b.freeze_batchnorm(),
-            inception4c: self.inception4c.freeze_batchnorm(),
-            inception4d: self.inception4d.freeze_batchnorm(),
-            inception4e: self.inception4e.freeze_batchnorm(),
-            inception5a: self.inception5a.freeze_batchnorm(),
-            inception5b: self.inception5b.freeze_batchnorm(),
+            conv1: self.conv1.freeze_batchnorm(mode),
+            conv2: self.conv2.freeze_batchnorm(mode),
+            conv3: self.conv3.freeze_batchnorm(mode),
+            inception3a: self.inception3a.freeze_batchnorm(mode),
+            inception3b: self.inception3b.freeze_batchnorm(mode),
+            inception4a: self.inception4a.freeze_batchnorm(mode),
+            inception4b: self.inception4b.freeze_batchnorm(mode),
+            inception4c: self.inception4c.freeze_batchnorm(mode),
+            inception4d: self.inception4d.freeze_batchnorm(mode),
+            inception4e: self.inception4e.freeze_batchnorm(mode),
+            inception5a: self.inception5a.freeze_batchnorm(mode),
+            inception5b: self.inception5b.freeze_batchnorm(mode),
             ..self
         }
     }
@@ -331,16 +332,16 @@ impl BnInception {
         self.blocks.iter().fold(x, |x, block| block.forward(x))
     }
 
-    /// Every BatchNorm in eval mode with fixed parameters.
-    pub fn freeze_batchnorm(self) -> Self {
+    /// Every BatchNorm frozen as `mode` says.
+    pub fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
         Self {
-            conv1: self.conv1.freeze_batchnorm(),
-            conv2_reduce: self.conv2_reduce.freeze_batchnorm(),
-            conv2: self.conv2.freeze_batchnorm(),
+            conv1: self.conv1.freeze_batchnorm(mode),
+            conv2_reduce: self.conv2_reduce.freeze_batchnorm(mode),
+            conv2: self.conv2.freeze_batchnorm(mode),
             blocks: self
                 .blocks
                 .into_iter()
-                .map(Inception::freeze_batchnorm)
+                .map(|m| m.freeze_batchnorm(mode))
                 .collect(),
         }
     }

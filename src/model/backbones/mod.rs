@@ -15,6 +15,7 @@ pub use convnet_small::ConvNetSmall;
 pub use inception::{BnInception, GoogLeNet};
 pub use resnet::{ResNet, ResNetDepth};
 
+use super::batchnorm::FreezeBatchNorm;
 use super::layers::ParamInit;
 
 /// Backbone names accepted on the `backbone` axis.
@@ -81,9 +82,14 @@ pub struct BackboneConfig {
     /// what, and stays out of the hash); random initialisation when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<String>,
-    /// Keep every BatchNorm in eval mode with fixed parameters (the paper's ResNet-50 setup).
+    /// Keep every BatchNorm's running statistics fixed (eval mode), as the authors' ResNet-50
+    /// (`module.eval(); module.train = lambda _: None`): gamma and beta still train.
     #[serde(default)]
     pub freeze_batchnorm: bool,
+    /// With `freeze_batchnorm`: fix gamma and beta too (agml's choice before semantics 5; an
+    /// ablation of the authors' recipe).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_batchnorm_affine: bool,
 }
 
 /// A backbone of any kind.
@@ -95,6 +101,17 @@ pub enum Backbone {
     ResNet(ResNet),
     GoogLeNet(GoogLeNet),
     BnInception(BnInception),
+}
+
+impl BackboneConfig {
+    /// How the backbone's BatchNorm is frozen, if it is.
+    pub fn frozen_batchnorm(&self) -> Option<FreezeBatchNorm> {
+        match (self.freeze_batchnorm, self.freeze_batchnorm_affine) {
+            (false, _) => None,
+            (true, false) => Some(FreezeBatchNorm::Statistics),
+            (true, true) => Some(FreezeBatchNorm::All),
+        }
+    }
 }
 
 impl Backbone {
@@ -132,13 +149,13 @@ impl Backbone {
         }
     }
 
-    /// Every BatchNorm in eval mode with fixed parameters.
-    pub fn freeze_batchnorm(self) -> Self {
+    /// Every BatchNorm frozen as `mode` says.
+    pub fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
         match self {
-            Backbone::ConvnetSmall(b) => Backbone::ConvnetSmall(b.freeze_batchnorm()),
-            Backbone::ResNet(b) => Backbone::ResNet(b.freeze_batchnorm()),
-            Backbone::GoogLeNet(b) => Backbone::GoogLeNet(b.freeze_batchnorm()),
-            Backbone::BnInception(b) => Backbone::BnInception(b.freeze_batchnorm()),
+            Backbone::ConvnetSmall(b) => Backbone::ConvnetSmall(b.freeze_batchnorm(mode)),
+            Backbone::ResNet(b) => Backbone::ResNet(b.freeze_batchnorm(mode)),
+            Backbone::GoogLeNet(b) => Backbone::GoogLeNet(b.freeze_batchnorm(mode)),
+            Backbone::BnInception(b) => Backbone::BnInception(b.freeze_batchnorm(mode)),
         }
     }
 

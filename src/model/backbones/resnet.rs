@@ -9,6 +9,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 
+use crate::model::batchnorm::FreezeBatchNorm;
 use crate::model::layers::{Conv2d, ParamInit};
 
 /// Which ResNet.
@@ -119,14 +120,14 @@ impl Block {
         relu(out + identity)
     }
 
-    fn freeze_batchnorm(self) -> Self {
+    fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
         Self {
-            bn1: self.bn1.freeze(),
-            bn2: self.bn2.freeze(),
-            bn3: self.bn3.map(Module::freeze),
+            bn1: mode.apply(self.bn1),
+            bn2: mode.apply(self.bn2),
+            bn3: self.bn3.map(|bn| mode.apply(bn)),
             downsample: self.downsample.map(|d| Downsample {
                 conv: d.conv,
-                bn: d.bn.freeze(),
+                bn: mode.apply(d.bn),
             }),
             ..self
         }
@@ -165,10 +166,15 @@ impl ResNet {
     }
 
     /// Every BatchNorm in eval mode with fixed parameters, as the paper trains ResNet-50.
-    pub fn freeze_batchnorm(self) -> Self {
-        let freeze = |blocks: Vec<Block>| blocks.into_iter().map(Block::freeze_batchnorm).collect();
+    pub fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {
+        let freeze = |blocks: Vec<Block>| {
+            blocks
+                .into_iter()
+                .map(|m| m.freeze_batchnorm(mode))
+                .collect()
+        };
         Self {
-            bn1: self.bn1.freeze(),
+            bn1: mode.apply(self.bn1),
             layer1: freeze(self.layer1),
             layer2: freeze(self.layer2),
             layer3: freeze(self.layer3),

@@ -25,8 +25,9 @@ impl ChannelGrouping {
     pub fn new(shape: HeadShape, init: &mut ParamInit) -> Self {
         let hidden = (shape.channels / SQUEEZE).max(1);
         Self {
-            squeeze: GroupedLinear::with_bias(init, shape.groups, shape.channels, hidden),
-            excite: GroupedLinear::with_bias(init, shape.groups, hidden, shape.channels),
+            // Bias-free SE layers, as the authors wrote them; the projection has a bias.
+            squeeze: GroupedLinear::new(init, shape.groups, shape.channels, hidden),
+            excite: GroupedLinear::new(init, shape.groups, hidden, shape.channels),
             projection: Linear::with_bias(init, shape.channels, shape.group_size),
         }
     }

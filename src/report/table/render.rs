@@ -228,6 +228,8 @@ pub fn display_metric(name: &str) -> String {
         "group_cosine" => "cos".into(),
         "attention_overlap" => "overlap".into(),
         "attention_entropy" => "entropy".into(),
+        "group_recall@1" => "grp R@1".into(),
+        "best_group_recall@1" => "best grp R@1".into(),
         other => other
             .strip_prefix("recall@")
             .map_or_else(|| other.to_string(), |k| format!("R@{k}")),

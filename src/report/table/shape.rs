@@ -17,7 +17,7 @@ pub fn metric_order(names: &[String]) -> Vec<String> {
         .collect();
     recall.sort();
     let mut ordered: Vec<String> = recall.into_iter().map(|(_, n)| n).collect();
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 9] = [
         "map@r",
         "r_precision",
         "nmi",
@@ -25,6 +25,8 @@ pub fn metric_order(names: &[String]) -> Vec<String> {
         "group_cosine",
         "attention_overlap",
         "attention_entropy",
+        "group_recall@1",
+        "best_group_recall@1",
     ];
     ordered.extend(
         KNOWN
@@ -140,8 +142,11 @@ impl Shape {
                    accuracy (all in %). cos: mean pairwise cosine of an image's group \
                    embeddings; overlap: mean pairwise Bhattacharyya coefficient of its \
                    groups' attention maps (100 identical, 0 disjoint); entropy: attention \
-                   entropy over positions / log N (100 uniform). Lower cos and overlap mean \
-                   more distinct groups, which is not better by itself: no marks"
+                   entropy over positions / log N (100 uniform); grp R@1 and best grp R@1: \
+                   Recall@1 of each group's embedding alone, mean over groups and best group \
+                   (below R@1 of the concatenation when groups hold distinct features). Lower \
+                   cos and overlap mean more distinct groups, which is not better by itself: \
+                   no marks"
                 .into(),
             rows: METHOD.to_vec(),
             column: None,
