@@ -34,6 +34,7 @@ fn forward(backend: Backend, backbone: BackboneKind, head: HeadKind, size: usize
         backbone,
         pretrained: None,
         freeze_batchnorm: None,
+        transform_input: false,
         head,
         in_channels: channels,
         groups: GroupShape::of(head, groups, 32),

@@ -15,6 +15,7 @@ fn config(head: HeadKind, loss: LossName) -> RunConfig {
             pretrained: None,
             freeze_batchnorm: false,
             freeze_batchnorm_affine: false,
+            transform_input: false,
         },
         head,
         loss: LossConfig::default_for(loss),

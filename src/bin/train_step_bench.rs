@@ -40,6 +40,7 @@ fn config(args: &Args) -> RunConfig {
             pretrained: None,
             freeze_batchnorm: false,
             freeze_batchnorm_affine: false,
+            transform_input: false,
         },
         head: args.head,
         loss: LossConfig::default_for(LossName::Margin),

@@ -81,7 +81,14 @@ impl Transform {
     pub fn check(&self) -> Result<(), Invalid> {
         let sides: [(&'static [&'static str], usize); 3] = [
             (&["crop"], if self.crop == 0 { 16 } else { self.crop }),
-            (&["test_crop"], self.test_crop),
+            (
+                &["test_crop"],
+                if self.test_crop == 0 {
+                    16
+                } else {
+                    self.test_crop
+                },
+            ),
             (&["resize"], self.resize),
         ];
         for (key, side) in sides {

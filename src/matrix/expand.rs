@@ -369,9 +369,12 @@ fn resolve_photo(params: &Layer, src: &Source) -> Result<PhotoConfig, BadInput> 
     config.transform = params
         .filtered(|k| transform_keys.contains(&k))
         .resolve(src)?;
+    // 0: the backbone's default crop (see for_backbone).
     if params.span("crop").is_none() {
-        // 0: the backbone's default crop (see for_backbone).
         config.transform.crop = 0;
+    }
+    if params.span("test_crop").is_none() {
+        config.transform.test_crop = 0;
     }
     check_rule(config.check(), params, src)?;
     Ok(config)
@@ -406,16 +409,20 @@ fn fold_variants(
 }
 
 /// The dataset configuration as `backbone` sees it: its input normalisation and, unless the
-/// matrix set one, its crop side (227 for GoogLeNet, as in the authors' code).
+/// matrix set them, its training and test crop sides (227 for GoogLeNet, training and test,
+/// as in the authors' code; 224 otherwise).
 fn for_backbone(config: &DatasetConfig, backbone: BackboneKind) -> DatasetConfig {
     let mut config = config.clone();
     if let Some(photo) = config.photo_mut() {
         photo.transform.normalization = Normalization::of(backbone);
-        if photo.transform.crop == 0 {
-            photo.transform.crop = match backbone {
-                BackboneKind::Googlenet => 227,
-                _ => 224,
-            };
+        let side = match backbone {
+            BackboneKind::Googlenet => 227,
+            _ => 224,
+        };
+        for crop in [&mut photo.transform.crop, &mut photo.transform.test_crop] {
+            if *crop == 0 {
+                *crop = side;
+            }
         }
     }
     config
@@ -447,7 +454,14 @@ fn resolve_backbone(
         freeze_batchnorm_affine: table
             .and_then(|t| t.freeze_batchnorm_affine)
             .unwrap_or(false),
+        transform_input: table.and_then(|t| t.transform_input).unwrap_or(false),
     };
+    if config.transform_input && kind != BackboneKind::Googlenet {
+        return Err(BadInput::new(format!(
+            "{}: [backbones.{kind}] transform_input is GoogLeNet's (torchvision's input transform)",
+            src.path.display()
+        )));
+    }
     if config.freeze_batchnorm_affine && !config.freeze_batchnorm {
         return Err(BadInput::new(format!(
             "{}: [backbones.{kind}] freeze_batchnorm_affine needs freeze_batchnorm = true",

@@ -94,6 +94,8 @@ pub struct BackboneTable {
     pub freeze_batchnorm: Option<bool>,
     /// With `freeze_batchnorm`: fix gamma and beta too.
     pub freeze_batchnorm_affine: Option<bool>,
+    /// GoogLeNet only: torchvision's input transform (the authors leave it out).
+    pub transform_input: Option<bool>,
 }
 
 /// `[datasets.<name>]` tables. Each holds its dataset's parameters (the fields of its

@@ -326,3 +326,29 @@ fn a_dataset_lays_its_own_loss_parameters_over_the_matrix_losses() {
         "{message}"
     );
 }
+
+#[test]
+fn googlenet_crops_227_for_training_and_test_unless_the_matrix_says() {
+    let text = |extra: &str| {
+        format!(
+            "[axes]\ndataset = [\"cub\"]\nbackbone = [\"googlenet\", \"resnet50\"]\nhead = [\"none\"]\nloss = [\"margin\"]\ngroups = [1]\nseed = [0]\n[datasets.cub]\n{extra}\n"
+        )
+    };
+    let crops = |m: &Matrix| -> Vec<(usize, usize)> {
+        m.cells
+            .iter()
+            .map(|c| match &c.config.dataset {
+                crate::data::DatasetConfig::Cub(p) => (p.transform.crop, p.transform.test_crop),
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    assert_eq!(crops(&parse(&text("")).unwrap()), [(227, 227), (224, 224)]);
+    let set = parse(&text("crop = 200\ntest_crop = 192")).unwrap();
+    assert_eq!(crops(&set), [(200, 192), (200, 192)]);
+    let message = error(&format!(
+        "{}[backbones.resnet50]\ntransform_input = true\n",
+        text("")
+    ));
+    assert!(message.contains("transform_input"), "{message}");
+}

@@ -25,6 +25,8 @@ pub struct EmbedderConfig {
     pub pretrained: Option<PathBuf>,
     /// How the backbone's BatchNorm is frozen, if it is.
     pub freeze_batchnorm: Option<FreezeBatchNorm>,
+    /// GoogLeNet's torchvision input transform.
+    pub transform_input: bool,
     pub head: HeadKind,
     pub in_channels: usize,
     pub groups: GroupShape,
@@ -40,7 +42,7 @@ impl EmbedderConfig {
         let mut backbone = Backbone::new(
             self.backbone,
             self.in_channels,
-            self.pretrained.is_some(),
+            self.transform_input,
             &mut init,
         );
         if let Some(path) = &self.pretrained {

@@ -49,6 +49,7 @@ impl RunConfig {
             backbone: self.backbone.name,
             pretrained: weights.map(Path::to_path_buf),
             freeze_batchnorm: self.backbone.frozen_batchnorm(),
+            transform_input: self.backbone.transform_input,
             head: self.head,
             in_channels,
             groups: self.group_shape(),

@@ -131,6 +131,7 @@ mod tests {
             backbone: BackboneKind::ConvnetSmall,
             pretrained: None,
             freeze_batchnorm: None,
+            transform_input: false,
             head: HeadKind::Attentive,
             in_channels: 1,
             groups: GroupShape::of(HeadKind::Attentive, 2, 8),

@@ -90,6 +90,11 @@ pub struct BackboneConfig {
     /// ablation of the authors' recipe).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub freeze_batchnorm_affine: bool,
+    /// GoogLeNet: torchvision's `transform_input` (ImageNet normalisation rescaled to
+    /// (x - 0.5) / 0.5) before the first conv. The authors take `children()[:-3]`, which
+    /// leaves it out: off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transform_input: bool,
 }
 
 /// A backbone of any kind.
@@ -116,11 +121,11 @@ impl BackboneConfig {
 
 impl Backbone {
     /// A freshly initialised backbone for images with `in_channels` channels.
-    /// `pretrained` selects torchvision's input convention where it differs (GoogLeNet).
+    /// `transform_input` applies torchvision's GoogLeNet input transform (GoogLeNet only).
     pub fn new(
         kind: BackboneKind,
         in_channels: usize,
-        pretrained: bool,
+        transform_input: bool,
         init: &mut ParamInit,
     ) -> Self {
         match kind {
@@ -134,7 +139,7 @@ impl Backbone {
                 Backbone::ResNet(ResNet::new(ResNetDepth::R50, in_channels, init))
             }
             BackboneKind::Googlenet => {
-                Backbone::GoogLeNet(GoogLeNet::new(in_channels, pretrained, init))
+                Backbone::GoogLeNet(GoogLeNet::new(in_channels, transform_input, init))
             }
             BackboneKind::Bninception => Backbone::BnInception(BnInception::new(in_channels, init)),
         }
