@@ -39,6 +39,7 @@ endif
 VENV     := .venv
 REFPY    := $(VENV)/bin/python
 BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
+PIPELINE_FIXTURES := tests/fixtures/pipeline/pipeline.json
 
 .PHONY: all build data reproduce report figures paper smoke setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
@@ -118,8 +119,13 @@ $(REFPY):
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.9.0 torchvision==0.24.0 pytorch-metric-learning==2.9.0 numpy
 
-# Backbone weights and PyTorch outputs (about 180 MB): generated, never committed.
-fixtures: $(BACKBONE_FIXTURES)
+# Backbone weights and PyTorch outputs (about 180 MB) and the pipeline parity images:
+# generated, never committed.
+fixtures: $(BACKBONE_FIXTURES) $(PIPELINE_FIXTURES)
+
+# JPEGs and torchvision's test transform of them (about 6 MB): generated, never committed.
+$(PIPELINE_FIXTURES): tests/fixtures/make_pipeline_fixtures.py | $(REFPY)
+	$(REFPY) tests/fixtures/make_pipeline_fixtures.py
 
 $(BACKBONE_FIXTURES): tests/fixtures/make_backbone_fixtures.py | $(REFPY)
 	$(REFPY) tests/fixtures/make_backbone_fixtures.py

@@ -215,9 +215,10 @@ impl Transform {
                 let (w, h) = resized_shorter_side(image.width(), image.height(), self.resize);
                 let resized = imageops::resize(image, w, h, FilterType::Triangle);
                 let side = (self.test_crop as u32).min(w).min(h);
-                // torchvision's CenterCrop rounds the offsets.
-                let x = ((w - side) as f64 / 2.0).round() as u32;
-                let y = ((h - side) as f64 / 2.0).round() as u32;
+                // torchvision's CenterCrop rounds the offsets with Python's round: half to
+                // even (500x375 -> 341x256 crops at x = 58, not 59).
+                let x = ((w - side) as f64 / 2.0).round_ties_even() as u32;
+                let y = ((h - side) as f64 / 2.0).round_ties_even() as u32;
                 let mut out = imageops::crop_imm(&resized, x, y, side, side).to_image();
                 if side as usize != self.test_crop {
                     // An image smaller than the crop after resizing (resize < test_crop).
@@ -279,8 +280,9 @@ fn random_resized_crop_box(
     for _ in 0..10 {
         let target = area * rng.random_range(scale[0]..=scale[1]);
         let aspect = rng.random_range(log_ratio[0]..=log_ratio[1]).exp();
-        let w = (target * aspect).sqrt().round();
-        let h = (target / aspect).sqrt().round();
+        // Python's round (half to even), as torchvision's int(round(..)).
+        let w = (target * aspect).sqrt().round_ties_even();
+        let h = (target / aspect).sqrt().round_ties_even();
         if w > 0.0 && h > 0.0 && w <= w_img && h <= h_img {
             let (w, h) = (w as u32, h as u32);
             let y = rng.random_range(0..=height - h);
@@ -291,9 +293,9 @@ fn random_resized_crop_box(
     // Fallback: the whole image, cropped centrally to the ratio range.
     let in_ratio = w_img / h_img;
     let (w, h) = if in_ratio < ratio[0] {
-        (width, ((w_img / ratio[0]).round() as u32).max(1))
+        (width, ((w_img / ratio[0]).round_ties_even() as u32).max(1))
     } else if in_ratio > ratio[1] {
-        (((h_img * ratio[1]).round() as u32).max(1), height)
+        (((h_img * ratio[1]).round_ties_even() as u32).max(1), height)
     } else {
         (width, height)
     };
