@@ -5,7 +5,7 @@
 
 use agml::loss::{LossConfig, LossName, LossShape, MetricLoss, diversity_loss};
 use agml::model::GroupShape;
-use agml::model::embedder::{Embedder, EmbedderConfig};
+use agml::model::embedder::EmbedderConfig;
 use agml::model::layers::ParamInit;
 use agml::model::{BackboneKind, HeadKind};
 use agml::train::Backend;
