@@ -19,24 +19,6 @@ pub enum Executor {
     Slurm,
 }
 
-/// What `--executor slurm` asks of the cluster.
-#[derive(clap::Args)]
-pub struct SlurmArgs {
-    /// SLURM partition.
-    #[arg(long)]
-    partition: Option<String>,
-    /// Time limit per cell (sbatch --time, e.g. 2:00:00).
-    #[arg(long)]
-    time: Option<String>,
-    #[arg(long)]
-    gpus_per_task: Option<u32>,
-    #[arg(long)]
-    cpus_per_task: Option<u32>,
-    /// At most K cells at once.
-    #[arg(long)]
-    array_parallelism: Option<usize>,
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -62,7 +44,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Executor::Local)]
     executor: Executor,
     #[command(flatten)]
-    slurm: SlurmArgs,
+    slurm: SlurmOptions,
 }
 
 pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
@@ -124,7 +106,7 @@ fn submit_to_slurm(
     store: &RunStore,
     matrix: &Matrix,
     backend: Backend,
-    args: &SlurmArgs,
+    options: &SlurmOptions,
 ) -> anyhow::Result<ExitCode> {
     let held = slurm::queue_states(store).unwrap_or_default();
     let cells: Vec<_> = todo
@@ -142,14 +124,7 @@ fn submit_to_slurm(
         println!("nothing to submit");
         return Ok(ExitCode::SUCCESS);
     }
-    let options = SlurmOptions {
-        partition: args.partition.clone(),
-        time: args.time.clone(),
-        gpus_per_task: args.gpus_per_task,
-        cpus_per_task: args.cpus_per_task,
-        array_parallelism: args.array_parallelism,
-    };
-    let submission = slurm::submit(&cells, store, &matrix.name, backend, &options)?;
+    let submission = slurm::submit(&cells, store, &matrix.name, backend, options)?;
     println!(
         "submitted job array {} with {} cells of {}; `agml status {}` follows them",
         submission.job_id,

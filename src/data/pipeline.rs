@@ -76,19 +76,12 @@ impl Default for Transform {
 }
 
 impl Transform {
-    /// Sides of at least 16 pixels (a crop of 0 stands for the backbone's default) and
-    /// RandomResizedCrop ranges `[low, high]` with `0 < low <= high`, the scale at most 1.
+    /// Sides of at least 16 pixels and RandomResizedCrop ranges `[low, high]` with
+    /// `0 < low <= high`, the scale at most 1.
     pub fn check(&self) -> Result<(), Invalid> {
         let sides: [(&'static [&'static str], usize); 3] = [
-            (&["crop"], if self.crop == 0 { 16 } else { self.crop }),
-            (
-                &["test_crop"],
-                if self.test_crop == 0 {
-                    16
-                } else {
-                    self.test_crop
-                },
-            ),
+            (&["crop"], self.crop),
+            (&["test_crop"], self.test_crop),
             (&["resize"], self.resize),
         ];
         for (key, side) in sides {

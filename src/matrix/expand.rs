@@ -42,24 +42,19 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         .iter()
         .map(|r| r.get_ref().selection())
         .collect();
+    let sizes: Vec<&Spanned<usize>> = match &axes.embedding_size {
+        Some(axis) => axis.get_ref().iter().collect(),
+        None => Vec::new(),
+    };
+    let backbones = (axes.backbone.get_ref().iter())
+        .map(|b| resolve_backbone(file, src, *b.get_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     for dataset in axes.dataset.get_ref() {
         let resolved = resolve_dataset(file, src, *dataset.get_ref())?;
         let layer = file.defaults.overlaid(&resolved.settings);
-        let (train_keys, model_keys) = (keys_of::<TrainConfig>(), keys_of::<ModelSettings>());
-        let known: Vec<&str> = train_keys.iter().chain(model_keys).copied().collect();
-        layer.check_keys(&known, "setting", src)?;
-        let model: ModelSettings = layer.filtered(|k| model_keys.contains(&k)).resolve(src)?;
-        check_rule(model.check(), &layer, src)?;
-        let train: TrainConfig = layer.filtered(|k| train_keys.contains(&k)).resolve(src)?;
-        check_rule(train.check(), &layer, src)?;
-        let train = train.settled();
+        let (model, train) = resolve_settings(&layer, src)?;
         let losses = resolve_losses(file, &resolved.losses, src)?;
-        let sizes: Vec<&Spanned<usize>> = match &axes.embedding_size {
-            Some(axis) => axis.get_ref().iter().collect(),
-            None => Vec::new(),
-        };
-        for backbone in axes.backbone.get_ref() {
-            let (backbone_config, weights) = resolve_backbone(file, src, *backbone.get_ref())?;
+        for (backbone_config, weights) in &backbones {
             for (base_dataset, fold) in &resolved.variants {
                 let dataset_config = for_backbone(base_dataset, backbone_config.name);
                 if let Some(classes) = dataset_config.train_class_count() {
@@ -80,7 +75,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                         train: train.clone(),
                     },
                     data_root: &resolved.root,
-                    weights: &weights,
+                    weights,
                     excludes: &excludes,
                     losses: &losses,
                 };
@@ -89,6 +84,19 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         }
     }
     Ok(expansion)
+}
+
+/// The model settings and the settled training configuration of one dataset's settings layer
+/// (`[defaults]` <- `[datasets.<name>.train]`), each checked against its rules.
+fn resolve_settings(layer: &Layer, src: &Source) -> Result<(ModelSettings, TrainConfig), BadInput> {
+    let (train_keys, model_keys) = (keys_of::<TrainConfig>(), keys_of::<ModelSettings>());
+    let known: Vec<&str> = train_keys.iter().chain(model_keys).copied().collect();
+    layer.check_keys(&known, "setting", src)?;
+    let model: ModelSettings = layer.filtered(|k| model_keys.contains(&k)).resolve(src)?;
+    check_rule(model.check(), layer, src)?;
+    let train: TrainConfig = layer.filtered(|k| train_keys.contains(&k)).resolve(src)?;
+    check_rule(train.check(), layer, src)?;
+    Ok((model, train.settled()))
 }
 
 /// What the cells of one (dataset, fold, backbone) share; the inner axes vary the rest.
@@ -369,14 +377,16 @@ fn resolve_photo(params: &Layer, src: &Source) -> Result<PhotoConfig, BadInput> 
     config.transform = params
         .filtered(|k| transform_keys.contains(&k))
         .resolve(src)?;
-    // 0: the backbone's default crop (see for_backbone).
-    if params.span("crop").is_none() {
-        config.transform.crop = 0;
-    }
-    if params.span("test_crop").is_none() {
-        config.transform.test_crop = 0;
-    }
     check_rule(config.check(), params, src)?;
+    // A crop the table leaves out is the backbone's (0, filled in by for_backbone).
+    for (key, crop) in [
+        ("crop", &mut config.transform.crop),
+        ("test_crop", &mut config.transform.test_crop),
+    ] {
+        if params.span(key).is_none() {
+            *crop = 0;
+        }
+    }
     Ok(config)
 }
 

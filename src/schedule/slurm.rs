@@ -19,15 +19,21 @@ use crate::matrix::PlannedCell;
 use crate::store::{RunStore, utc_now, write_atomic};
 use crate::train::Backend;
 
-/// What `--executor slurm` asks of the cluster.
-#[derive(Debug, Clone, Default)]
+/// What `--executor slurm` asks of the cluster (also the command line's options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct SlurmOptions {
+    /// SLURM partition.
+    #[arg(long)]
     pub partition: Option<String>,
-    /// sbatch's --time (e.g. `2:00:00`).
+    /// Time limit per cell (sbatch --time, e.g. 2:00:00).
+    #[arg(long)]
     pub time: Option<String>,
+    #[arg(long)]
     pub gpus_per_task: Option<u32>,
+    #[arg(long)]
     pub cpus_per_task: Option<u32>,
-    /// At most this many array tasks at once (`--array=0-N%K`).
+    /// At most K cells at once (`--array=0-N%K`).
+    #[arg(long)]
     pub array_parallelism: Option<usize>,
 }
 
@@ -168,9 +174,24 @@ pub fn submit(
     );
     let script_path = dir.join("job.sh");
     write_atomic(&script_path, script.as_bytes())?;
+    let submission = Submission {
+        job_id: sbatch(&script_path)?,
+        matrix: matrix_name.to_string(),
+        hashes,
+        submitted_at: utc_now(),
+    };
+    write_atomic(
+        &dir.join("submission.json"),
+        serde_json::to_string_pretty(&submission)?.as_bytes(),
+    )?;
+    Ok(submission)
+}
+
+/// Submits the job script at `script_path`; returns its job id.
+fn sbatch(script_path: &Path) -> anyhow::Result<String> {
     let output = Command::new("sbatch")
         .arg("--parsable")
-        .arg(&script_path)
+        .arg(script_path)
         .output()
         .map_err(|e| {
             BadInput::new(format!(
@@ -187,23 +208,12 @@ pub fn submit(
     }
     // `--parsable` prints `jobid[;cluster]`.
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let job_id = stdout
+    Ok(stdout
         .trim()
         .split(';')
         .next()
         .unwrap_or_default()
-        .to_string();
-    let submission = Submission {
-        job_id,
-        matrix: matrix_name.to_string(),
-        hashes,
-        submitted_at: utc_now(),
-    };
-    write_atomic(
-        &dir.join("submission.json"),
-        serde_json::to_string_pretty(&submission)?.as_bytes(),
-    )?;
-    Ok(submission)
+        .to_string())
 }
 
 /// The cell `run-cell` was asked for, as the submission stored it.

@@ -138,10 +138,6 @@ impl Default for TrainConfig {
     }
 }
 
-fn invalid(keys: &'static [&'static str], message: impl Into<String>) -> Invalid {
-    Invalid::new(keys, message)
-}
-
 impl TrainConfig {
     pub fn head_lr(&self) -> f64 {
         self.head_lr.unwrap_or(self.lr)
@@ -179,7 +175,7 @@ impl TrainConfig {
             (&["samples_per_class"], self.samples_per_class),
         ] {
             if value == 0 {
-                return Err(invalid(key, format!("{} must be at least 1", key[0])));
+                return Err(Invalid::new(key, format!("{} must be at least 1", key[0])));
             }
         }
         let rates: [(&'static [&'static str], Option<f64>); 8] = [
@@ -196,20 +192,20 @@ impl TrainConfig {
             if let Some(v) = value
                 && (!v.is_finite() || v < 0.0)
             {
-                return Err(invalid(
+                return Err(Invalid::new(
                     key,
                     format!("{} must be a finite number >= 0", key[0]),
                 ));
             }
         }
         if !(self.adam_eps.is_finite() && self.adam_eps > 0.0) {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &["adam_eps"],
                 "adam_eps must be a finite number > 0",
             ));
         }
         if self.recall_k.is_empty() || self.recall_k.contains(&0) {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &["recall_k"],
                 "recall_k must list at least one K >= 1",
             ));
@@ -221,7 +217,7 @@ impl TrainConfig {
             .collect();
         let selection = &self.selection_metric;
         if selection != "map@r" && selection != "r_precision" && !recall_names.contains(selection) {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &["selection_metric"],
                 format!(
                     "selection_metric `{selection}` is not computed (choose map@r, r_precision or one of {})",
@@ -230,7 +226,7 @@ impl TrainConfig {
             ));
         }
         if !self.batch_size.is_multiple_of(self.samples_per_class) {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &["batch_size", "samples_per_class"],
                 format!(
                     "batch_size {} is not a multiple of samples_per_class {}",
@@ -250,7 +246,7 @@ impl TrainConfig {
     pub fn check_classes(&self, classes: usize) -> Result<(), Invalid> {
         let needed = self.classes_per_batch();
         if needed > classes {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &["batch_size", "samples_per_class"],
                 format!(
                     "a batch of {} images with {} per class needs {needed} classes, but the training split has {classes}",
@@ -285,10 +281,10 @@ impl Default for ModelSettings {
 impl ModelSettings {
     pub fn check(&self) -> Result<(), Invalid> {
         if self.reduction == 0 {
-            return Err(invalid(&["reduction"], "reduction must be at least 1"));
+            return Err(Invalid::new(&["reduction"], "reduction must be at least 1"));
         }
         if self.embedding_size == 0 {
-            return Err(invalid(
+            return Err(Invalid::new(
                 &["embedding_size"],
                 "embedding_size must be at least 1",
             ));

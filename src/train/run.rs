@@ -37,9 +37,10 @@ pub fn train_run(
         None => RunProgress::default(),
     };
     let sample = attention_sample(&splits.test);
+    let sampler = trainer.sampler(&splits.train);
     for epoch in run.epochs_done..config.train.epochs {
         let started = Instant::now();
-        let losses = trainer.epoch(epoch, &splits.train, progress)?;
+        let losses = trainer.epoch(epoch, &splits.train, &sampler, progress)?;
         let record = evaluate_epoch(
             &trainer, config, splits, &sample, device, epoch, losses, &mut run,
         )?;

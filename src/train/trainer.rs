@@ -45,10 +45,29 @@ pub struct Trainer {
     model_optimizer: ModuleOptimizer,
     loss_optimizer: ModuleOptimizer,
     groups: ModelGroups,
-    epoch: usize,
+    /// The current epoch's rates and mining generator.
+    rates: EpochRates,
+}
+
+/// What changes from epoch to epoch: the learning rates (MultiStepLR) and the generator the
+/// loss mines with, seeded per epoch so an epoch replays identically after a resume.
+struct EpochRates {
     model_lr: ModuleLearningRate,
     loss_lr: f64,
     mining: ChaCha8Rng,
+}
+
+impl EpochRates {
+    /// The rates of `epoch` (0-based).
+    fn of(config: &RunConfig, groups: &ModelGroups, epoch: usize) -> Self {
+        let train = &config.train;
+        Self {
+            // Parameter ids survive a resume, so the groups are the same either way.
+            model_lr: model_learning_rates(train, groups, epoch),
+            loss_lr: config.loss.parameter_lr().unwrap_or(0.0) * train.lr_factor(epoch),
+            mining: ChaCha8Rng::seed_from_u64(config.seed ^ 0x5EED_0000_0000 ^ (epoch as u64) << 8),
+        }
+    }
 }
 
 impl Trainer {
@@ -69,34 +88,22 @@ impl Trainer {
         let mut loss_init = ParamInit::new(config.seed ^ LOSS_INIT_STREAM, &device);
         let criterion = MetricLoss::new(&config.loss, config.loss_shape(classes), &mut loss_init);
         let groups = ModelGroups::of(&model);
-        let mut trainer = Self {
+        Ok(Self {
             config: config.clone(),
             model_optimizer: model_optimizer(&config.train, &groups),
             // The loss parameters (betas, proxies) have no weight decay, as in the authors' code.
             loss_optimizer: adam(0.0, config.train.adam_eps).init(),
-            model_lr: model_learning_rates(&config.train, &groups, 0),
+            rates: EpochRates::of(config, &groups, 0),
             groups,
             model: Some(model),
             criterion: Some(criterion),
             device,
-            epoch: 0,
-            loss_lr: 0.0,
-            mining: ChaCha8Rng::seed_from_u64(0),
-        };
-        trainer.begin_epoch(0);
-        Ok(trainer)
+        })
     }
 
-    /// Sets the rates and the mining generator of `epoch` (0-based): each epoch draws from
-    /// its own seed, so an epoch replays identically after a resume.
+    /// Sets the rates and the mining generator of `epoch` (0-based).
     pub fn begin_epoch(&mut self, epoch: usize) {
-        let train = &self.config.train;
-        self.epoch = epoch;
-        // Parameter ids survive a resume, so the groups are the same either way.
-        self.model_lr = model_learning_rates(train, &self.groups, epoch);
-        self.loss_lr = self.config.loss.parameter_lr().unwrap_or(0.0) * train.lr_factor(epoch);
-        self.mining =
-            ChaCha8Rng::seed_from_u64(self.config.seed ^ 0x5EED_0000_0000 ^ (epoch as u64) << 8);
+        self.rates = EpochRates::of(&self.config, &self.groups, epoch);
     }
 
     /// One optimisation step on a batch of `[n, c, h, w]` images and their dense labels.
@@ -104,7 +111,7 @@ impl Trainer {
         let model = self.model.take().expect("a model between steps");
         let criterion = self.criterion.take().expect("a loss between steps");
         let output = model.forward(images);
-        let metric_loss = criterion.forward(output.groups.clone(), labels, &mut self.mining);
+        let metric_loss = criterion.forward(output.groups.clone(), labels, &mut self.rates.mining);
         let div_loss = diversity_loss(output.groups);
         let loss = metric_loss.clone() + div_loss.clone() * self.config.train.lambda_div;
         let values = Tensor::cat(vec![loss.clone(), metric_loss, div_loss], 0)
@@ -124,31 +131,39 @@ impl Trainer {
         let model_grads = GradientsParams::from_module(&mut grads, &model);
         let loss_grads = GradientsParams::from_module(&mut grads, &criterion);
         // Moved through the optimisers, not cloned: unshared tensors update in place.
-        self.model = Some(
-            self.model_optimizer
-                .step(self.model_lr.clone(), model, model_grads),
-        );
+        self.model = Some(self.model_optimizer.step(
+            self.rates.model_lr.clone(),
+            model,
+            model_grads,
+        ));
         self.criterion = Some(
             self.loss_optimizer
-                .step(self.loss_lr, criterion, loss_grads),
+                .step(self.rates.loss_lr, criterion, loss_grads),
         );
         Ok(losses)
     }
 
-    /// One epoch over `train` (class-balanced batches drawn for this epoch): the mean losses.
+    /// The class-balanced sampler of `train` for this run's batches (built once per run).
+    pub fn sampler(&self, train: &ImageSet) -> ClassBalancedSampler {
+        let config = &self.config.train;
+        ClassBalancedSampler::new(
+            train.indices_by_class(),
+            config.batch_size,
+            config.samples_per_class,
+        )
+    }
+
+    /// One epoch over `train` with the batches `sampler` (of `train`, see [`Self::sampler`])
+    /// draws for this epoch: the mean losses.
     pub fn epoch(
         &mut self,
         epoch: usize,
         train: &ImageSet,
+        sampler: &ClassBalancedSampler,
         progress: Option<&ProgressBar>,
     ) -> anyhow::Result<Losses> {
         self.begin_epoch(epoch);
         let config = &self.config.train;
-        let sampler = ClassBalancedSampler::new(
-            train.indices_by_class(),
-            config.batch_size,
-            config.samples_per_class,
-        );
         let batches = sampler.epoch(self.config.seed, epoch);
         if let Some(bar) = progress {
             bar.set_length(batches.len() as u64);
