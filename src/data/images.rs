@@ -192,6 +192,9 @@ pub enum Validation {
     /// A fraction of the training classes, with all their images (class-disjoint, as in
     /// "A Metric Learning Reality Check").
     Classes,
+    /// No validation split: every training image trains, and the epoch is selected on the
+    /// test set (the authors' protocol; the matrix's `protocol = "test-selected"`).
+    None,
 }
 
 impl Validation {
@@ -204,7 +207,7 @@ impl Validation {
     /// `fold`).
     pub fn train_classes(self, classes: usize, fraction: f64, fold: Option<ClassFold>) -> usize {
         match (self, fold) {
-            (Validation::Images, _) => classes,
+            (Validation::Images | Validation::None, _) => classes,
             (Validation::Classes, None) => classes - held_classes(classes, fraction),
             (Validation::Classes, Some(fold)) => classes - fold.range(classes).len(),
         }
@@ -245,6 +248,7 @@ pub fn split_validation(
 ) -> (ImageSet, ImageSet) {
     match (validation, fold) {
         (Validation::Images, _) => hold_out(set, fraction, seed),
+        (Validation::None, _) => (set.clone(), restrict(set, &[])),
         (Validation::Classes, None) => hold_out_classes(set, fraction, seed),
         (Validation::Classes, Some(fold)) => hold_out_fold(set, fold, seed),
     }

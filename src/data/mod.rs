@@ -121,6 +121,31 @@ impl DatasetConfig {
         }
     }
 
+    /// The configuration with no validation split (the test-selected protocol): every
+    /// training image trains; the fold and validation fraction, which then say nothing, are
+    /// reset so that they do not split one training into several cells.
+    pub fn without_validation(&self) -> DatasetConfig {
+        let mut config = self.clone();
+        match &mut config {
+            DatasetConfig::FashionMnist(c) => {
+                (c.validation, c.fold) = (Validation::None, None);
+                c.val_fraction = FashionMnistConfig::default().val_fraction;
+            }
+            DatasetConfig::Synthetic(c) => {
+                c.validation = Validation::None;
+                c.val_fraction = SyntheticConfig::default().val_fraction;
+            }
+            DatasetConfig::Cub(c)
+            | DatasetConfig::Cars(c)
+            | DatasetConfig::Sop(c)
+            | DatasetConfig::InShop(c) => {
+                (c.validation, c.fold) = (Validation::None, None);
+                c.val_fraction = PhotoConfig::default().val_fraction;
+            }
+        }
+        config
+    }
+
     /// Makes class-disjoint validation use `fold` of a k-fold split (datasets that have
     /// folds; the synthetic set has none).
     pub fn set_fold(&mut self, fold: ClassFold) {

@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetName;
 use crate::loss::LossName;
 use crate::model::{BackboneKind, HeadKind};
+use crate::train::Protocol;
 
 /// One axis of a matrix (`fold` comes from a dataset's `folds = k`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Axis {
+    Protocol,
     Dataset,
     Backbone,
     Head,
@@ -24,7 +26,8 @@ pub enum Axis {
 
 impl Axis {
     /// Every axis, in expansion order: the keys `--only` accepts.
-    pub const ALL: [Axis; 8] = [
+    pub const ALL: [Axis; 9] = [
+        Axis::Protocol,
         Axis::Dataset,
         Axis::Backbone,
         Axis::Head,
@@ -36,8 +39,9 @@ impl Axis {
     ];
 
     /// The axes a table row or column compares, in the runs index's column order; `seed` and
-    /// `fold` are replicates.
-    pub const KEYS: [Axis; 6] = [
+    /// `fold` are replicates. `protocol` first: a table never mixes protocols in a section.
+    pub const KEYS: [Axis; 7] = [
+        Axis::Protocol,
         Axis::Dataset,
         Axis::Backbone,
         Axis::Loss,
@@ -49,6 +53,7 @@ impl Axis {
     /// The name a matrix, `--only` and the runs index use.
     pub const fn name(self) -> &'static str {
         match self {
+            Axis::Protocol => "protocol",
             Axis::Dataset => "dataset",
             Axis::Backbone => "backbone",
             Axis::Head => "head",
@@ -66,8 +71,8 @@ impl Axis {
     }
 
     /// Names of [`Axis::KEYS`].
-    pub const fn key_names() -> [&'static str; 6] {
-        let mut names = [""; 6];
+    pub const fn key_names() -> [&'static str; 7] {
+        let mut names = [""; 7];
         let mut i = 0;
         while i < names.len() {
             names[i] = Axis::KEYS[i].name();
@@ -86,6 +91,9 @@ impl fmt::Display for Axis {
 /// The value of each axis for one cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AxisValues {
+    /// Held-out (the default, left out when written) or test-selected.
+    #[serde(default, skip_serializing_if = "Protocol::is_held_out")]
+    pub protocol: Protocol,
     pub dataset: DatasetName,
     pub backbone: BackboneKind,
     pub head: HeadKind,
@@ -103,6 +111,7 @@ impl AxisValues {
     /// without k-fold validation.
     pub fn get(&self, axis: Axis) -> Option<String> {
         Some(match axis {
+            Axis::Protocol => self.protocol.to_string(),
             Axis::Dataset => self.dataset.to_string(),
             Axis::Backbone => self.backbone.to_string(),
             Axis::Head => self.head.to_string(),
@@ -128,9 +137,12 @@ impl fmt::Display for AxisValues {
             self.groups,
             self.seed
         )?;
-        match self.fold {
-            Some(fold) => write!(f, " fold={fold}"),
-            None => Ok(()),
+        if let Some(fold) = self.fold {
+            write!(f, " fold={fold}")?;
+        }
+        match self.protocol {
+            Protocol::HeldOut => Ok(()),
+            protocol => write!(f, " {protocol}"),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::data::{
 use crate::error::{BadInput, Invalid};
 use crate::loss::{LossConfig, LossName};
 use crate::model::{BackboneConfig, BackboneKind, HeadKind};
+use crate::train::Protocol;
 use crate::train::config::{ModelSettings, RunConfig, TrainConfig};
 
 /// The cells of a matrix and how many combinations were left out.
@@ -46,6 +47,10 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         Some(axis) => axis.get_ref().iter().collect(),
         None => Vec::new(),
     };
+    let protocols: Vec<Protocol> = match &axes.protocol {
+        Some(axis) => axis.get_ref().iter().map(|p| *p.get_ref()).collect(),
+        None => vec![Protocol::HeldOut],
+    };
     let backbones = (axes.backbone.get_ref().iter())
         .map(|b| resolve_backbone(file, src, *b.get_ref()))
         .collect::<Result<Vec<_>, _>>()?;
@@ -55,14 +60,15 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         let (model, train) = resolve_settings(&layer, src)?;
         let losses = resolve_losses(file, &resolved.losses, src)?;
         for (backbone_config, weights) in &backbones {
-            for (base_dataset, fold) in &resolved.variants {
-                let dataset_config = for_backbone(base_dataset, backbone_config.name);
+            for (protocol, base_dataset, fold) in resolved.under(&protocols) {
+                let dataset_config = for_backbone(&base_dataset, backbone_config.name);
                 if let Some(classes) = dataset_config.train_class_count() {
                     check_rule(train.check_classes(classes), &layer, src)?;
                 }
                 let template = CellTemplate {
+                    protocol,
                     dataset: *dataset.get_ref(),
-                    fold: *fold,
+                    fold,
                     config: RunConfig {
                         dataset: dataset_config,
                         backbone: backbone_config.clone(),
@@ -101,6 +107,7 @@ fn resolve_settings(layer: &Layer, src: &Source) -> Result<(ModelSettings, Train
 
 /// What the cells of one (dataset, fold, backbone) share; the inner axes vary the rest.
 struct CellTemplate<'a> {
+    protocol: Protocol,
     dataset: DatasetName,
     fold: Option<usize>,
     config: RunConfig,
@@ -135,6 +142,7 @@ impl CellTemplate<'_> {
                     for groups in axes.groups.get_ref() {
                         for seed in axes.seed.get_ref() {
                             let values = AxisValues {
+                                protocol: self.protocol,
                                 dataset: self.dataset,
                                 backbone: self.config.backbone.name,
                                 head: *head.get_ref(),
@@ -231,6 +239,9 @@ fn check_axes(file: &MatrixFile, src: &Source) -> Result<(), BadInput> {
     if let Some(sizes) = &axes.embedding_size {
         check_axis(src, "embedding_size", sizes)?;
     }
+    if let Some(protocols) = &axes.protocol {
+        check_axis(src, "protocol", protocols)?;
+    }
     for groups in axes.groups.get_ref() {
         if *groups.get_ref() == 0 {
             return Err(src.error_at(groups, "a group count must be at least 1"));
@@ -275,6 +286,25 @@ struct ResolvedDataset {
     losses: Layer,
 }
 
+impl ResolvedDataset {
+    /// The dataset's configurations under each protocol: the held-out one's variants (a
+    /// cell per fold with k-fold validation), and one without validation for test-selected.
+    fn under(&self, protocols: &[Protocol]) -> Vec<(Protocol, DatasetConfig, Option<usize>)> {
+        let mut out = Vec::new();
+        for &protocol in protocols {
+            match protocol {
+                Protocol::HeldOut => out.extend(
+                    (self.variants.iter()).map(|(config, fold)| (protocol, config.clone(), *fold)),
+                ),
+                Protocol::TestSelected => {
+                    out.push((protocol, self.variants[0].0.without_validation(), None));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Keys of a dataset table that are not the dataset's parameters.
 const TABLE_KEYS: [&str; 4] = ["root", "folds", "train", "losses"];
 
@@ -309,6 +339,12 @@ fn resolve_dataset(
         config
             .check()
             .map_err(|e| BadInput::new(format!("{}: {}", src.path.display(), e.message)))?;
+        if config.validation == Validation::None {
+            return Err(BadInput::new(format!(
+                "{}: [datasets.synthetic] validation = \"none\" is the test-selected protocol: list it on the protocol axis",
+                src.path.display()
+            )));
+        }
         return Ok(ResolvedDataset {
             variants: vec![(DatasetConfig::Synthetic(config), None)],
             root: PathBuf::new(),
@@ -334,6 +370,15 @@ fn resolve_dataset(
             }
         }
     };
+    if config.validation() == Validation::None {
+        let span = params.span("validation").expect("set by the table");
+        return Err(BadInput::at(
+            src.path,
+            src.text,
+            span.start,
+            "validation = \"none\" is the test-selected protocol: list it on the protocol axis ([axes] protocol = [\"held-out\", \"test-selected\"])",
+        ));
+    }
     let root = table.get::<String>("root", src)?.map_or_else(
         || PathBuf::from(name.default_root()),
         |r| r.into_inner().into(),

@@ -13,6 +13,7 @@ use super::layer::Layer;
 use crate::data::{DatasetName, SyntheticConfig};
 use crate::loss::LossName;
 use crate::model::{BackboneKind, HeadKind};
+use crate::train::Protocol;
 
 /// A whole matrix file (`experiments/*.toml`).
 #[derive(Debug, Deserialize)]
@@ -57,6 +58,8 @@ pub struct Axes {
     pub seed: AxisList<u64>,
     /// Total embedding size D; `defaults.embedding_size` when absent.
     pub embedding_size: Option<AxisList<usize>>,
+    /// Evaluation protocols; `held-out` alone when absent.
+    pub protocol: Option<AxisList<Protocol>>,
 }
 
 /// `[backbones.<name>]` tables.
@@ -164,6 +167,7 @@ impl LossTables {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExcludeRule {
+    pub protocol: Option<OneOrMany<Protocol>>,
     pub dataset: Option<OneOrMany<DatasetName>>,
     pub backbone: Option<OneOrMany<BackboneKind>>,
     pub head: Option<OneOrMany<HeadKind>>,
@@ -182,6 +186,7 @@ impl ExcludeRule {
             }
         }
         let mut s = Selection::default();
+        add(&mut s, Axis::Protocol, &self.protocol);
         add(&mut s, Axis::Dataset, &self.dataset);
         add(&mut s, Axis::Backbone, &self.backbone);
         add(&mut s, Axis::Head, &self.head);

@@ -352,3 +352,66 @@ fn googlenet_crops_227_for_training_and_test_unless_the_matrix_says() {
     ));
     assert!(message.contains("transform_input"), "{message}");
 }
+
+#[test]
+fn the_protocol_axis_adds_test_selected_cells_without_validation_and_keeps_held_out_hashes() {
+    use crate::data::Validation;
+    use crate::train::Protocol;
+    let folded = format!(
+        "{BASE}\n[datasets.fashion-mnist]\nvalidation = \"classes\"\nfolds = 3\n[defaults]\nbatch_size = 16\nsamples_per_class = 8\neval_begin = 2\n"
+    );
+    let held_out = parse(&folded).unwrap();
+    let both = parse(&folded.replace(
+        "seed = [0, 1]\n",
+        "seed = [0, 1]\nprotocol = [\"held-out\", \"test-selected\"]\n",
+    ))
+    .unwrap();
+    // Held-out: 8 cells x 3 folds, their hashes unchanged; test-selected: one per 8, no fold.
+    assert_eq!(both.cells.len(), 8 * 3 + 8);
+    let (held, tested): (Vec<_>, Vec<_>) =
+        (both.cells.iter()).partition(|c| c.values.protocol == Protocol::HeldOut);
+    let hashes = |cells: &[&PlannedCell]| cells.iter().map(|c| c.hash.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        hashes(&held),
+        hashes(&held_out.cells.iter().collect::<Vec<_>>())
+    );
+    for cell in &tested {
+        assert_eq!(cell.config.dataset.validation(), Validation::None);
+        assert_eq!(cell.config.protocol(), Protocol::TestSelected);
+        assert_eq!(cell.values.fold, None);
+        assert_eq!(cell.config.train.eval_begin, 2);
+    }
+    let filter = CellFilter::parse(&["protocol=test-selected".to_string()]).unwrap();
+    assert_eq!(both.select(&filter).len(), 8);
+    // Writing the default protocol out changes nothing.
+    let spelled = parse(&BASE.replace(
+        "seed = [0, 1]\n",
+        "seed = [0, 1]\nprotocol = [\"held-out\"]\n",
+    ))
+    .unwrap();
+    let base = parse(BASE).unwrap();
+    assert_eq!(
+        spelled.cells.iter().map(|c| &c.hash).collect::<Vec<_>>(),
+        base.cells.iter().map(|c| &c.hash).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn validation_none_in_a_dataset_table_points_at_the_protocol_axis() {
+    let text = format!("{BASE}\n[datasets.fashion-mnist]\nvalidation = \"none\"\n");
+    let message = error(&text);
+    assert!(
+        message.contains("test.toml:11:1") && message.contains("protocol axis"),
+        "{message}"
+    );
+    let message = error(&format!("{BASE}\n[defaults]\nepochs = 3\neval_begin = 3\n"));
+    assert!(
+        message.contains("eval_begin 3 leaves no epoch"),
+        "{message}"
+    );
+    let message = error(&BASE.replace(
+        "seed = [0, 1]\n",
+        "seed = [0, 1]\nprotocol = [\"held-out\", \"held-out\"]\n",
+    ));
+    assert!(message.contains("axis `protocol` lists"), "{message}");
+}

@@ -14,7 +14,7 @@ use crate::store::write_atomic;
 /// Which part of `metrics.json` a value comes from.
 pub const SPLITS: [&str; 3] = ["test", "val", "interpretability"];
 
-/// Columns: dataset, backbone, loss, embedding_size, head, groups, seed, fold (null without
+/// Columns: protocol, dataset, backbone, loss, embedding_size, head, groups, seed, fold (null without
 /// k-fold validation), hash, selected_epoch, split, metric, value.
 pub fn index_frame(rows: &[RunRow]) -> PolarsResult<DataFrame> {
     let long: Vec<(&RunRow, &str, &String, f64)> = rows
@@ -34,6 +34,10 @@ pub fn index_frame(rows: &[RunRow]) -> PolarsResult<DataFrame> {
     let int =
         |f: &dyn Fn(&RunRow) -> u64| -> Vec<u64> { long.iter().map(|(r, ..)| f(r)).collect() };
     let columns = vec![
+        Column::new(
+            Axis::Protocol.name().into(),
+            text(&|r| r.values.protocol.to_string()),
+        ),
         Column::new(
             Axis::Dataset.name().into(),
             text(&|r| r.values.dataset.to_string()),
@@ -107,6 +111,7 @@ mod tests {
     #[test]
     fn the_index_has_a_row_per_run_and_metric_and_reads_back_from_parquet() {
         let values = AxisValues {
+            protocol: crate::train::Protocol::HeldOut,
             dataset: crate::data::DatasetName::Synthetic,
             backbone: crate::model::BackboneKind::ConvnetSmall,
             head: crate::model::HeadKind::Attentive,

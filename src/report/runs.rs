@@ -10,7 +10,7 @@ use crate::store::{RunFile, RunState, RunStore};
 use crate::train::SEMANTICS;
 
 /// The axes that name what a table row or column compares; `seed` and `fold` are replicates.
-pub const KEY_COLUMNS: [Axis; 6] = Axis::KEYS;
+pub const KEY_COLUMNS: [Axis; 7] = Axis::KEYS;
 
 /// One finished run: its axis values and the metrics of its selected epoch.
 #[derive(Debug, Clone)]

@@ -221,12 +221,7 @@ fn run_cell(
         }
     };
     let stored = (|| -> anyhow::Result<()> {
-        write_outcome(
-            &mut writer,
-            &outcome,
-            &splits.test,
-            &cell.config.train.selection_metric,
-        )?;
+        write_outcome(&mut writer, &outcome, &splits.test, &cell.config)?;
         let provenance = origin.provenance(
             &cell.data_root,
             started,

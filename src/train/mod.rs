@@ -6,6 +6,7 @@ pub mod config;
 pub mod device;
 pub(crate) mod embed;
 pub mod optim;
+pub mod protocol;
 pub mod record;
 pub mod resume;
 pub mod run;
@@ -13,6 +14,7 @@ pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
 pub use device::Backend;
+pub use protocol::Protocol;
 pub use record::{EpochRecord, RunOutcome};
 pub use run::train_run;
 pub use trainer::Trainer;

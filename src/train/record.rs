@@ -20,6 +20,27 @@ pub struct EpochRecord {
     pub seconds: f64,
 }
 
+impl EpochRecord {
+    /// An epoch that trained without evaluation (at or before `eval_begin`).
+    pub fn unevaluated(epoch: usize, losses: &super::trainer::Losses) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            loss: losses.total,
+            metric_loss: losses.metric,
+            diversity_loss: losses.diversity,
+            val: Metrics::new(),
+            test: Metrics::new(),
+            interpretability: Metrics::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// False for an epoch trained without evaluation.
+    pub fn evaluated(&self) -> bool {
+        !self.test.is_empty()
+    }
+}
+
 /// What a finished run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {

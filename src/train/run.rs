@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use super::best::Best;
 use super::config::RunConfig;
 use super::embed::{attention_sample, evaluate};
+use super::protocol::Protocol;
 use super::record::{EpochRecord, RunOutcome};
 use super::resume::{self, RunProgress};
 use super::trainer::{Losses, Trainer};
@@ -41,9 +42,13 @@ pub fn train_run(
     for epoch in run.epochs_done..config.train.epochs {
         let started = Instant::now();
         let losses = trainer.epoch(epoch, &splits.train, &sampler, progress)?;
-        let record = evaluate_epoch(
-            &trainer, config, splits, &sample, device, epoch, losses, &mut run,
-        )?;
+        let record = if config.train.evaluates(epoch + 1) {
+            evaluate_epoch(
+                &trainer, config, splits, &sample, device, epoch, &losses, &mut run,
+            )?
+        } else {
+            EpochRecord::unevaluated(epoch + 1, &losses)
+        };
         let record = EpochRecord {
             seconds: started.elapsed().as_secs_f64(),
             ..record
@@ -73,8 +78,9 @@ fn resume_from(dir: &Path, trainer: &mut Trainer) -> anyhow::Result<RunProgress>
     })
 }
 
-/// Validation and test metrics of the model after `epoch` (0-based); offers the epoch to the
-/// keep-the-best strategy. The record's `seconds` is left to the caller.
+/// Validation (held-out protocol) and test metrics of the model after `epoch` (0-based);
+/// offers the epoch to the keep-the-best strategy, scored on the protocol's selection split.
+/// The record's `seconds` is left to the caller.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_epoch(
     trainer: &Trainer,
@@ -83,12 +89,16 @@ fn evaluate_epoch(
     sample: &[usize],
     device: &Device,
     epoch: usize,
-    losses: Losses,
+    losses: &Losses,
     run: &mut RunProgress,
 ) -> anyhow::Result<EpochRecord> {
     let train = &config.train;
     let frozen = trainer.model().valid();
-    let (val, ..) = evaluate(&frozen, &splits.val, None, &train.recall_k, &[], device)?;
+    let protocol = config.protocol();
+    let val = match protocol {
+        Protocol::HeldOut => evaluate(&frozen, &splits.val, None, &train.recall_k, &[], device)?.0,
+        Protocol::TestSelected => Metrics::new(),
+    };
     let (test, embedded, gallery) = evaluate(
         &frozen,
         &splits.test,
@@ -97,7 +107,10 @@ fn evaluate_epoch(
         sample,
         device,
     )?;
-    let score = val[&train.selection_metric];
+    let score = match protocol {
+        Protocol::HeldOut => val[&train.selection_metric],
+        Protocol::TestSelected => test[&train.selection_metric],
+    };
     let interpretability = embedded.interpretability.clone();
     run.best.offer(score, || {
         Ok(Best {

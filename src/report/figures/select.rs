@@ -13,6 +13,7 @@ use crate::report::aggregate::{Aggregate, Keys};
 use crate::report::runs::{KEY_COLUMNS, RunRow, Runs};
 use crate::report::table::{Section, Table, display_metric, key_index};
 use crate::store::{EmbeddedSet, RunFile};
+use crate::train::Protocol;
 
 /// The first finished replicate (matrix order: lowest seed, then fold) with these keys.
 fn first_run<'a>(runs: &'a Runs, keys: &Keys) -> Option<&'a RunRow> {
@@ -293,16 +294,25 @@ fn training_curves(
 ) -> anyhow::Result<LineFigure> {
     let mut loss = Vec::new();
     let mut val = Vec::new();
-    let mut selection = String::from("val_map@r");
+    // A section holds one protocol: its runs select on `val` (held-out) or `test`.
+    let mut protocol = Protocol::HeldOut;
+    let mut selection = String::new();
     for (i, row) in section.rows.iter().enumerate() {
         let Some(run) = first_run(runs, &main.full_keys(section, &row.keys, dataset)) else {
             continue;
         };
+        protocol = run.values.protocol;
+        let split = protocol.selection_split();
         let history = History::read(&run.dir.join(RunFile::History.name()))?;
-        if !history.columns.contains(&selection)
-            && let Some(first) = history.columns.iter().find(|c| c.starts_with("val_"))
-        {
-            selection = first.clone();
+        if !history.columns.contains(&selection) {
+            let preferred = format!("{split}_map@r");
+            selection = match history.columns.contains(&preferred) {
+                true => preferred,
+                false => (history.columns.iter())
+                    .find(|c| c.starts_with(&format!("{split}_")))
+                    .cloned()
+                    .unwrap_or_default(),
+            };
         }
         let selected = run.selected_epoch as f64;
         if let Some(points) = history.series("loss") {
@@ -327,7 +337,8 @@ fn training_curves(
             });
         }
     }
-    let metric = display_metric(selection.trim_start_matches("val_"));
+    let split = protocol.selection_split();
+    let metric = display_metric(selection.trim_start_matches(&format!("{split}_")));
     let mut panels = Vec::new();
     if !loss.is_empty() {
         panels.push(Panel {
@@ -340,7 +351,10 @@ fn training_curves(
     }
     if !val.is_empty() {
         panels.push(Panel {
-            title: format!("validation {metric}"),
+            title: match protocol {
+                Protocol::HeldOut => format!("validation {metric}"),
+                Protocol::TestSelected => format!("test {metric} (selects: test-selected)"),
+            },
             x_label: "epoch".into(),
             y_label: format!("{metric} (%)"),
             x_log2: false,
@@ -351,8 +365,13 @@ fn training_curves(
         title: format!("{name}: training ({}, first seed)", scope(dataset, section)),
         columns: 2,
         panels,
-        note: "circle: the epoch selected on validation (its checkpoint gives the test numbers)"
-            .into(),
+        note: match protocol {
+            Protocol::HeldOut => {
+                "circle: the epoch selected on validation (its checkpoint gives the test numbers)"
+            }
+            Protocol::TestSelected => "circle: the epoch with the best test score (reported)",
+        }
+        .into(),
     })
 }
 

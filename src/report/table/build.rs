@@ -6,6 +6,7 @@ use super::{Baseline, Cell, Row, Section, Shape, Table, assemble_keys, key_index
 use crate::matrix::Axis;
 use crate::report::aggregate::{Aggregate, Keys};
 use crate::report::runs::KEY_COLUMNS;
+use crate::train::Protocol;
 
 /// Where each key column goes in a table of `shape`: rows, the column axis, or sections.
 struct Layout<'a> {
@@ -142,14 +143,18 @@ impl<'a> Layout<'a> {
     }
 }
 
-/// The caption: what the table shows, the constant keys, and what the marks mean.
-fn caption(name: &str, shape: &Shape, constant: &[String]) -> String {
+/// The caption: what the table shows, the constant keys, what each protocol shown means and
+/// what the marks mean.
+fn caption(name: &str, shape: &Shape, constant: &[String], protocols: &[Protocol]) -> String {
     let scope = if constant.is_empty() {
         String::new()
     } else {
         format!(" ({})", constant.join(", "))
     };
     let mut caption = format!("{name}{scope}: {}; mean ± std over seeds", shape.what);
+    for protocol in protocols {
+        caption += &format!(". Protocol {}", protocol.explained());
+    }
     if shape.marks {
         let baseline = match shape.baseline {
             Baseline::NoGrouping => "no grouping (none, P = 1)",
@@ -174,8 +179,18 @@ impl Table {
             sections.push(section);
             (planned, finished) = (planned + p, finished + f);
         }
+        let protocols: Vec<Protocol> = Protocol::ALL
+            .into_iter()
+            .filter(|p| {
+                let name = p.to_string();
+                layout
+                    .planned
+                    .iter()
+                    .any(|k| k[key_index(Axis::Protocol)] == name)
+            })
+            .collect();
         Table {
-            caption: caption(name, shape, &layout.constant()),
+            caption: caption(name, shape, &layout.constant(), &protocols),
             row_keys: shape.rows.clone(),
             column: shape.column,
             column_values: layout.column_values,

@@ -62,8 +62,7 @@ impl Shape {
     pub fn all(aggregate: &Aggregate) -> Vec<Shape> {
         let mut shapes = vec![Shape {
             suffix: "",
-            what: "test metrics (%) of the epoch selected on validation, per method and dataset"
-                .into(),
+            what: "test metrics (%) of the selected epoch, per method and dataset".into(),
             rows: METHOD.to_vec(),
             column: Some(Axis::Dataset),
             metrics: Self::test_metrics(aggregate, &[]),

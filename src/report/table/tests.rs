@@ -8,9 +8,11 @@ use crate::model::{BackboneKind, HeadKind};
 use crate::report::aggregate::Aggregate;
 use crate::report::index::index_frame;
 use crate::report::runs::{RunRow, Runs};
+use crate::train::Protocol;
 
 fn values(head: HeadKind, groups: usize, loss: LossName, seed: u64) -> AxisValues {
     AxisValues {
+        protocol: Protocol::HeldOut,
         dataset: DatasetName::Synthetic,
         backbone: BackboneKind::ConvnetSmall,
         head,
@@ -133,12 +135,14 @@ fn rows_aggregate_seeds_in_matrix_order_and_missing_cells_are_marked() {
     assert_eq!(csv.lines().count(), 1 + 3 * 7, "{csv}");
     let line = csv
         .lines()
-        .find(|l| l.starts_with("synthetic,convnet-small,margin,8,attentive,4,test,recall@1,"))
+        .find(|l| {
+            l.starts_with("held-out,synthetic,convnet-small,margin,8,attentive,4,test,recall@1,")
+        })
         .unwrap_or_else(|| panic!("{csv}"));
     let fields: Vec<&str> = line.split(',').collect();
     let number = |i: usize| fields[i].parse::<f64>().unwrap();
-    assert!((number(8) - 0.85).abs() < 1e-12 && (number(9) - 0.0707107).abs() < 1e-6);
-    assert_eq!(fields[10..].join(","), "2,2,true,0.15000000000000013,true");
+    assert!((number(9) - 0.85).abs() < 1e-12 && (number(10) - 0.0707107).abs() < 1e-6);
+    assert_eq!(fields[11..].join(","), "2,2,true,0.15000000000000013,true");
 }
 
 #[test]
@@ -218,5 +222,44 @@ fn each_shape_appears_when_its_axis_varies() {
     assert!(
         interpretability.contains("| attentive | 1 | 1 | 73.0 | 36.5 | 25.0 |"),
         "{interpretability}"
+    );
+}
+
+#[test]
+fn protocols_are_separate_sections_each_explained_in_the_caption() {
+    let mut finished = Vec::new();
+    for (protocol, recall) in [(Protocol::HeldOut, 0.70), (Protocol::TestSelected, 0.75)] {
+        for head in [HeadKind::None, HeadKind::Attentive] {
+            let mut run = row(head, 1, 0, recall);
+            run.values.protocol = protocol;
+            run.hash = format!("{}-{protocol}", run.hash);
+            finished.push(run);
+        }
+    }
+    let tables = tables(&Runs {
+        finished,
+        pending: vec![],
+    });
+    let main = find(&tables, "");
+    let labels: Vec<&str> = main.sections.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["protocol held-out", "protocol test-selected"]);
+    assert!(
+        main.caption
+            .contains("Protocol held-out: the epoch selected on a validation split")
+            && main
+                .caption
+                .contains("Protocol test-selected: all training classes"),
+        "{}",
+        main.caption
+    );
+    // Never mixed: each section's none row holds its own protocol's number.
+    let markdown = main.to_markdown();
+    assert!(
+        markdown.contains("| none | 1 | 1 | **70.0** |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| none | 1 | 1 | **75.0** |"),
+        "{markdown}"
     );
 }
