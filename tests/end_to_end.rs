@@ -490,3 +490,60 @@ fn check_invariance_writes_its_table_and_passes_for_attentive_grouping() {
     let bad = agml(&["check", "invariance", "--head", "atentive", "--out", out]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn both_protocols_train_report_and_never_share_a_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (results, out) = (tmp.path().join("results"), tmp.path().join("paper"));
+    let matrix = tmp.path().join("protocols.toml");
+    std::fs::write(
+        &matrix,
+        "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\nhead = [\"none\"]\n\
+         loss = [\"margin\"]\ngroups = [1]\nseed = [0]\nprotocol = [\"held-out\", \"test-selected\"]\n\
+         [defaults]\nepochs = 3\neval_begin = 1\nbatch_size = 8\nsamples_per_class = 2\n\
+         embedding_size = 8\nselection_metric = \"recall@1\"\n\
+         [datasets.synthetic]\nclasses = 8\nimages_per_class = 12\nsize = 16\n",
+    )
+    .unwrap();
+    let (m, r) = (matrix.to_str().unwrap(), results.to_str().unwrap());
+    assert!(agml(&["run", m, "--results", r]).status.success());
+    let mut protocols = Vec::new();
+    for dir in run_dirs(&results) {
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
+                .unwrap();
+        let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+        let rows: Vec<&str> = history.lines().collect();
+        // Epoch 1 (up to eval_begin) trained without evaluation: its metric fields are empty.
+        assert!(rows[1].starts_with("1,") && rows[1].ends_with(','), "{history}");
+        assert!(metrics["selected_epoch"].as_u64().unwrap() >= 2, "{metrics}");
+        assert_eq!(metrics["test_last_epoch"]["epoch"], 3);
+        let protocol = metrics["protocol"].as_str().unwrap().to_string();
+        match protocol.as_str() {
+            "held-out" => {
+                assert_eq!(metrics["selection_metric"], "val recall@1");
+                assert!(rows[0].contains("val_recall@1"));
+            }
+            "test-selected" => {
+                assert_eq!(metrics["selection_metric"], "test recall@1");
+                assert!(!rows[0].contains("val_"), "no validation split: {history}");
+                // Selected on the test set: its Recall@1 is the maximum over the epochs.
+                assert_eq!(
+                    metrics["test"]["recall@1"],
+                    metrics["test_max_over_epochs"]["recall@1"]
+                );
+            }
+            other => panic!("protocol {other}"),
+        }
+        protocols.push(protocol);
+    }
+    protocols.sort();
+    assert_eq!(protocols, ["held-out", "test-selected"]);
+    let o = out.to_str().unwrap();
+    assert!(agml(&["report", m, "--results", r, "--out", o]).status.success());
+    let table = std::fs::read_to_string(out.join("tables/protocols.md")).unwrap();
+    let held = table.find("**protocol held-out**").expect("a held-out section");
+    let tested = table.find("**protocol test-selected**").expect("a test-selected section");
+    assert!(held < tested, "{table}");
+    assert!(table.contains("Protocol test-selected: all training classes train"), "{table}");
+}
