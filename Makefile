@@ -40,6 +40,7 @@ VENV     := .venv
 REFPY    := $(VENV)/bin/python
 BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
 PIPELINE_FIXTURES := tests/fixtures/pipeline/pipeline.json
+RECIPE_FIXTURES := tests/fixtures/recipe/recipe.json
 
 .PHONY: all build data reproduce report figures paper smoke setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
@@ -121,7 +122,11 @@ $(REFPY):
 
 # Backbone weights and PyTorch outputs (about 180 MB) and the pipeline parity images:
 # generated, never committed.
-fixtures: $(BACKBONE_FIXTURES) $(PIPELINE_FIXTURES)
+fixtures: $(BACKBONE_FIXTURES) $(PIPELINE_FIXTURES) $(RECIPE_FIXTURES)
+
+# The authors' training step in PyTorch, two steps of it (about 95 MB): generated, never committed.
+$(RECIPE_FIXTURES): tests/fixtures/make_recipe_fixtures.py | $(REFPY)
+	$(REFPY) tests/fixtures/make_recipe_fixtures.py
 
 # JPEGs and torchvision's test transform of them (about 6 MB): generated, never committed.
 $(PIPELINE_FIXTURES): tests/fixtures/make_pipeline_fixtures.py | $(REFPY)

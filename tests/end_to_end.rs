@@ -515,8 +515,14 @@ fn both_protocols_train_report_and_never_share_a_section() {
         let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
         let rows: Vec<&str> = history.lines().collect();
         // Epoch 1 (up to eval_begin) trained without evaluation: its metric fields are empty.
-        assert!(rows[1].starts_with("1,") && rows[1].ends_with(','), "{history}");
-        assert!(metrics["selected_epoch"].as_u64().unwrap() >= 2, "{metrics}");
+        assert!(
+            rows[1].starts_with("1,") && rows[1].ends_with(','),
+            "{history}"
+        );
+        assert!(
+            metrics["selected_epoch"].as_u64().unwrap() >= 2,
+            "{metrics}"
+        );
         assert_eq!(metrics["test_last_epoch"]["epoch"], 3);
         let protocol = metrics["protocol"].as_str().unwrap().to_string();
         match protocol.as_str() {
@@ -540,10 +546,21 @@ fn both_protocols_train_report_and_never_share_a_section() {
     protocols.sort();
     assert_eq!(protocols, ["held-out", "test-selected"]);
     let o = out.to_str().unwrap();
-    assert!(agml(&["report", m, "--results", r, "--out", o]).status.success());
+    assert!(
+        agml(&["report", m, "--results", r, "--out", o])
+            .status
+            .success()
+    );
     let table = std::fs::read_to_string(out.join("tables/protocols.md")).unwrap();
-    let held = table.find("**protocol held-out**").expect("a held-out section");
-    let tested = table.find("**protocol test-selected**").expect("a test-selected section");
+    let held = table
+        .find("**protocol held-out**")
+        .expect("a held-out section");
+    let tested = table
+        .find("**protocol test-selected**")
+        .expect("a test-selected section");
     assert!(held < tested, "{table}");
-    assert!(table.contains("Protocol test-selected: all training classes train"), "{table}");
+    assert!(
+        table.contains("Protocol test-selected: all training classes train"),
+        "{table}"
+    );
 }

@@ -118,6 +118,18 @@ impl MarginLoss {
         self.triplet_loss(embedding, self.group_beta(group), labels, &triplets)
     }
 
+    /// [`Self::forward_group`] on given triplets instead of sampled ones.
+    pub fn forward_group_on(
+        &self,
+        group: usize,
+        embedding: Tensor<2>,
+        labels: &[usize],
+        triplets: &[Triplet],
+    ) -> Tensor<1> {
+        let embedding = l2_normalize(embedding);
+        self.triplet_loss(embedding, self.group_beta(group), labels, triplets)
+    }
+
     /// The boundaries of `group`: `[classes]`.
     pub fn group_beta(&self, group: usize) -> Tensor<1> {
         self.beta.val().narrow(0, group, 1).reshape([-1])

@@ -75,7 +75,9 @@ pub fn metrics_json(outcome: &RunOutcome, protocol: Protocol, selection_metric: 
             .fold(f64::NEG_INFINITY, f64::max);
         best_test.insert(name, max);
     }
-    let last = evaluated().next_back().expect("the last epoch is evaluated");
+    let last = evaluated()
+        .next_back()
+        .expect("the last epoch is evaluated");
     let value = json!({
         "protocol": protocol.to_string(),
         "selected_epoch": outcome.selected_epoch,

@@ -18,7 +18,7 @@ use super::resume::TrainState;
 use crate::data::loader::for_each_batch;
 use crate::data::{ClassBalancedSampler, ImageSet, View};
 use crate::error::BadInput;
-use crate::loss::{MetricLoss, diversity_loss};
+use crate::loss::{MarginTriplet, MetricLoss, diversity_loss};
 use crate::model::layers::ParamInit;
 use crate::model::{Embedder, EmbedderConfig};
 
@@ -108,10 +108,41 @@ impl Trainer {
 
     /// One optimisation step on a batch of `[n, c, h, w]` images and their dense labels.
     pub fn step(&mut self, images: Tensor<4>, labels: &[usize]) -> anyhow::Result<Losses> {
+        self.step_mined(images, labels, None)
+    }
+
+    /// [`Self::step`] with the margin loss's triplets given per group instead of sampled:
+    /// the recipe-parity test states the authors' step on the same triplets.
+    pub fn step_on_triplets(
+        &mut self,
+        images: Tensor<4>,
+        labels: &[usize],
+        triplets: &[Vec<MarginTriplet>],
+    ) -> anyhow::Result<Losses> {
+        self.step_mined(images, labels, Some(triplets))
+    }
+
+    fn step_mined(
+        &mut self,
+        images: Tensor<4>,
+        labels: &[usize],
+        triplets: Option<&[Vec<MarginTriplet>]>,
+    ) -> anyhow::Result<Losses> {
         let model = self.model.take().expect("a model between steps");
         let criterion = self.criterion.take().expect("a loss between steps");
         let output = model.forward(images);
-        let metric_loss = criterion.forward(output.groups.clone(), labels, &mut self.rates.mining);
+        let metric_loss = match triplets {
+            None => criterion.forward(output.groups.clone(), labels, &mut self.rates.mining),
+            Some(triplets) => {
+                match criterion.forward_on_triplets(output.groups.clone(), labels, triplets) {
+                    Ok(loss) => loss,
+                    Err(error) => {
+                        (self.model, self.criterion) = (Some(model), Some(criterion));
+                        return Err(error);
+                    }
+                }
+            }
+        };
         let div_loss = diversity_loss(output.groups);
         let loss = metric_loss.clone() + div_loss.clone() * self.config.train.lambda_div;
         let values = Tensor::cat(vec![loss.clone(), metric_loss, div_loss], 0)
