@@ -39,6 +39,9 @@ endif
 VENV     := .venv
 REFPY    := $(VENV)/bin/python
 BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
+# BN-Inception's architecture (the standard state dict's layout); never its weights, which it
+# would download. six: an import it needs and does not declare.
+PRETRAINEDMODELS := pretrainedmodels==0.7.4 six==1.17.0
 PIPELINE_FIXTURES := tests/fixtures/pipeline/pipeline.json
 RECIPE_FIXTURES := tests/fixtures/recipe/recipe.json
 
@@ -118,7 +121,7 @@ reference-env: $(REFPY)
 $(REFPY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q torch==2.9.0 torchvision==0.24.0 pytorch-metric-learning==2.9.0 numpy
+	$(VENV)/bin/pip install -q torch==2.9.0 torchvision==0.24.0 pytorch-metric-learning==2.9.0 numpy $(PRETRAINEDMODELS)
 
 # Backbone weights and PyTorch outputs (about 180 MB) and the pipeline parity images:
 # generated, never committed.
@@ -133,6 +136,7 @@ $(PIPELINE_FIXTURES): tests/fixtures/make_pipeline_fixtures.py | $(REFPY)
 	$(REFPY) tests/fixtures/make_pipeline_fixtures.py
 
 $(BACKBONE_FIXTURES): tests/fixtures/make_backbone_fixtures.py | $(REFPY)
+	$(VENV)/bin/pip install -q $(PRETRAINEDMODELS)
 	$(REFPY) tests/fixtures/make_backbone_fixtures.py
 
 # The committed loss fixtures (run after changing the script or upgrading the reference).

@@ -1,6 +1,6 @@
-//! torchvision state dicts load into agml's backbones and give PyTorch's feature maps
-//! (eval mode, max abs diff <= 1e-4). The fixtures are generated, not committed:
-//! `make fixtures` runs tests/fixtures/make_backbone_fixtures.py (torch + torchvision).
+//! torchvision state dicts (and the standard BN-Inception one, pretrainedmodels' layout) load
+//! into agml's backbones and give PyTorch's feature maps (eval mode, max abs diff <= 1e-4). The fixtures are generated, not committed:
+//! `make fixtures` runs tests/fixtures/make_backbone_fixtures.py (torch, torchvision, pretrainedmodels).
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +78,12 @@ fn resnet50_matches_torchvision() {
 #[test]
 fn googlenet_matches_torchvision() {
     check(BackboneKind::Googlenet);
+}
+
+/// pretrainedmodels' BNInception (the layout of the standard bn_inception-52deb4733.pth).
+#[test]
+fn bninception_matches_pretrainedmodels() {
+    check(BackboneKind::Bninception);
 }
 
 #[test]
