@@ -6,6 +6,8 @@ RESULTS  ?= results
 PAPER    ?= paper
 JOBS     ?= 2
 FMNIST   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+# libjpeg-turbo's headers: JPEGs are decoded by the library PIL uses (build.rs).
+JPEGLIB  := /usr/include/jpeglib.h
 
 # Backend of the build, the tests and the runs: flex (default, pure Rust) or tch (libtorch from
 # the PyTorch wheel set up by `make setup-tch`). The environment torch-sys needs to build and
@@ -45,12 +47,24 @@ PRETRAINEDMODELS := pretrainedmodels==0.7.4 six==1.17.0
 PIPELINE_FIXTURES := tests/fixtures/pipeline/pipeline.json
 RECIPE_FIXTURES := tests/fixtures/recipe/recipe.json
 
-.PHONY: all build data reproduce report figures paper smoke setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
+.PHONY: all build build-deps data reproduce report figures paper smoke setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
 all: build
 
-build:
+build: build-deps
 	$(CARGO) build --release $(CARGO_FEATURES)
+
+# The one system library the build links (libjpeg-turbo); installed when missing and we are root.
+build-deps:
+	@if [ ! -f $(JPEGLIB) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libjpeg62-turbo-dev"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg62-turbo-dev >/dev/null; \
+	  else \
+	    echo "libjpeg-turbo's headers are missing: run 'sudo apt-get install libjpeg62-turbo-dev' (or 'make build-deps' as root)"; \
+	    exit 2; \
+	  fi; \
+	fi
 
 # Fashion-MNIST from Debian (dataset-fashion-mnist); installed when missing and we are root.
 data:
@@ -93,7 +107,7 @@ smoke: data build
 	$(AGML) report experiments/smoke.toml --results $(RESULTS)/smoke --out $(RESULTS)/smoke/paper
 
 # Unit tests beside the code and end-to-end tests in tests/ (release: the same build as `make reproduce`).
-test: data fixtures
+test: build-deps data fixtures
 	$(CARGO) test --release $(CARGO_FEATURES)
 
 # libtorch for BACKEND=tch (see TORCH above); then `make test BACKEND=tch`,

@@ -4,7 +4,8 @@
 //! Moved since: paper.toml, by the authors' recipe (issue 13): GoogLeNet's BatchNorm is no
 //! longer frozen and it tests at 227 like the authors, SOP's margin beta lr is 1e-5, and
 //! attentive-linear cells were added; then the protocol axis (held-out and test-selected),
-//! eval_begin and Recall@1 selection.
+//! eval_begin and Recall@1 selection; then the photo transform's JPEG `decoder` (libjpeg-turbo,
+//! PIL's, where zune-jpeg decoded before: every photo cell has a new hash).
 //!
 //! A deliberate move: `AGML_BLESS=1 cargo test --release --test hash_pins` rewrites the pins
 //! (then say why in the commit and above).

@@ -5,6 +5,7 @@ pub mod cub;
 pub mod fashion_mnist;
 pub mod images;
 pub mod inshop;
+pub mod jpeg;
 pub mod loader;
 pub mod photos;
 pub mod pipeline;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fashion_mnist::{FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
 pub use images::{ClassFold, ImageSet, Images, Splits, Validation};
+pub use jpeg::JpegDecoder;
 pub use photos::PhotoConfig;
 pub use pipeline::{Normalization, Transform, View};
 pub use sampler::ClassBalancedSampler;

@@ -5,10 +5,13 @@
 //! Augmentation draws from a generator seeded by (run seed, epoch, position in the epoch), so
 //! an epoch's images are the same in every run and after a resume.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use image::imageops::{self, FilterType};
 use image::{ImageReader, RgbImage};
+
+use super::jpeg::{JpegDecoder, decode_libjpeg, is_jpeg};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -59,6 +62,9 @@ pub struct Transform {
     /// Horizontal flip with probability 0.5.
     pub flip: bool,
     pub normalization: Normalization,
+    /// The JPEG decoder (always written: cells before it was an option decoded with
+    /// zune-jpeg, and have other hashes).
+    pub decoder: JpegDecoder,
 }
 
 impl Default for Transform {
@@ -71,6 +77,7 @@ impl Default for Transform {
             ratio: [3.0 / 4.0, 4.0 / 3.0],
             flip: true,
             normalization: Normalization::Imagenet,
+            decoder: JpegDecoder::default(),
         }
     }
 }
@@ -154,18 +161,32 @@ impl View {
     }
 }
 
-/// Decodes an image file to 8-bit RGB (greyscale and palette images are expanded).
-pub fn decode(path: &Path) -> Result<RgbImage, BadInput> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| BadInput::new(format!("{}: cannot open the image: {e}", path.display())))?
+/// Decodes an image file to 8-bit RGB (greyscale and palette images are expanded): JPEGs with
+/// `decoder`, other formats (PNG) with the `image` crate. A JPEG libjpeg refuses (CMYK) goes
+/// to the `image` crate too; only when that fails as well is it bad input, with both reasons.
+pub fn decode(path: &Path, decoder: JpegDecoder) -> Result<RgbImage, BadInput> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| BadInput::new(format!("{}: cannot open the image: {e}", path.display())))?;
+    let libjpeg = match decoder {
+        JpegDecoder::LibjpegTurbo if is_jpeg(&bytes) => match decode_libjpeg(&bytes) {
+            Ok(image) => return Ok(image),
+            Err(message) => Some(message),
+        },
+        _ => None,
+    };
+    let image = ImageReader::new(Cursor::new(&bytes))
         .with_guessed_format()
-        .map_err(|e| BadInput::new(format!("{}: cannot read the image: {e}", path.display())))?;
-    let image = reader.decode().map_err(|e| {
-        BadInput::new(format!(
-            "{}: not a decodable JPEG/PNG image: {e}",
-            path.display()
-        ))
-    })?;
+        .map_err(|e| BadInput::new(format!("{}: cannot read the image: {e}", path.display())))?
+        .decode()
+        .map_err(|e| {
+            let libjpeg = libjpeg
+                .as_ref()
+                .map_or_else(String::new, |m| format!("; libjpeg: {m}"));
+            BadInput::new(format!(
+                "{}: not a decodable JPEG/PNG image: {e}{libjpeg}",
+                path.display()
+            ))
+        })?;
     Ok(image.into_rgb8())
 }
 
@@ -180,7 +201,7 @@ impl Transform {
 
     /// The image at `path` as normalised `[3, side, side]` f32 values.
     pub fn load(&self, path: &Path, view: View) -> Result<Vec<f32>, BadInput> {
-        let image = decode(path)?;
+        let image = decode(path, self.decoder)?;
         Ok(self.normalize(&self.apply(&image, view)))
     }
 
@@ -196,13 +217,8 @@ impl Transform {
                     self.ratio,
                     &mut rng,
                 );
-                let crop = imageops::crop_imm(image, x, y, w, h).to_image();
-                let side = self.crop as u32;
-                let mut out = imageops::resize(&crop, side, side, FilterType::Triangle);
-                if self.flip && rng.random_bool(0.5) {
-                    imageops::flip_horizontal_in_place(&mut out);
-                }
-                out
+                let flip = self.flip && rng.random_bool(0.5);
+                self.resized_crop(image, (x, y, w, h), flip)
             }
             View::Test => {
                 let (w, h) = resized_shorter_side(image.width(), image.height(), self.resize);
@@ -221,6 +237,23 @@ impl Transform {
                 out
             }
         }
+    }
+
+    /// The training view of a given crop box `(x, y, width, height)` and flip:
+    /// torchvision's resized_crop (bilinear, antialiased) to the crop side, then the flip.
+    pub fn resized_crop(
+        &self,
+        image: &RgbImage,
+        (x, y, w, h): (u32, u32, u32, u32),
+        flip: bool,
+    ) -> RgbImage {
+        let crop = imageops::crop_imm(image, x, y, w, h).to_image();
+        let side = self.crop as u32;
+        let mut out = imageops::resize(&crop, side, side, FilterType::Triangle);
+        if flip {
+            imageops::flip_horizontal_in_place(&mut out);
+        }
+        out
     }
 
     /// `[3, h, w]` channel-major values in the backbone's convention.
