@@ -54,29 +54,27 @@ all: build
 build: build-deps
 	$(CARGO) build --release $(CARGO_FEATURES)
 
-# The one system library the build links (libjpeg-turbo); installed when missing and we are root.
-build-deps:
-	@if [ ! -f $(JPEGLIB) ]; then \
+# $(call debian,FILE,PACKAGE,TARGET,WHAT): install PACKAGE when FILE is missing and we are
+# root; otherwise say which command would, and stop.
+define debian
+	@if [ ! -f $(1) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing libjpeg62-turbo-dev"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjpeg62-turbo-dev >/dev/null; \
+	    echo "installing $(2)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "libjpeg-turbo's headers are missing: run 'sudo apt-get install libjpeg62-turbo-dev' (or 'make build-deps' as root)"; \
+	    echo "$(4) is missing: run 'sudo apt-get install $(2)' (or 'make $(3)' as root)"; \
 	    exit 2; \
 	  fi; \
 	fi
+endef
 
-# Fashion-MNIST from Debian (dataset-fashion-mnist); installed when missing and we are root.
+# The one system library the build links (libjpeg-turbo, build.rs).
+build-deps:
+	$(call debian,$(JPEGLIB),libjpeg62-turbo-dev,build-deps,libjpeg-turbo's header jpeglib.h)
+
+# Fashion-MNIST from Debian (dataset-fashion-mnist).
 data:
-	@if [ ! -f $(FMNIST) ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing dataset-fashion-mnist"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
-	  else \
-	    echo "Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist' (or 'make data' as root)"; \
-	    exit 2; \
-	  fi; \
-	fi
+	$(call debian,$(FMNIST),dataset-fashion-mnist,data,Fashion-MNIST)
 
 # The main job: train every pending cell of the Fashion-MNIST matrix, then write its tables
 # and figures.

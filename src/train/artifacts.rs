@@ -163,11 +163,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn metrics_report_the_selected_epoch_and_the_test_maximum_apart() {
-        let outcome = RunOutcome {
-            selected_epoch: 1,
-            history: vec![record(1, 0.8, 0.5), record(2, 0.7, 0.6)],
+    /// An outcome of `history` with nothing stored but its metrics.
+    fn outcome(
+        selected_epoch: usize,
+        history: Vec<EpochRecord>,
+        per_group: Vec<Metrics>,
+    ) -> RunOutcome {
+        RunOutcome {
+            selected_epoch,
+            history,
             checkpoint: vec![],
             test_embeddings: vec![],
             embedding_dim: 1,
@@ -176,8 +180,14 @@ mod tests {
             gallery_labels: vec![],
             attention_sample: vec![],
             attention_maps: None,
-            per_group: vec![Metrics::from([("recall@1".to_string(), 0.25)])],
-        };
+            per_group,
+        }
+    }
+
+    #[test]
+    fn metrics_report_the_selected_epoch_and_the_test_maximum_apart() {
+        let per_group = vec![Metrics::from([("recall@1".to_string(), 0.25)])];
+        let outcome = outcome(1, vec![record(1, 0.8, 0.5), record(2, 0.7, 0.6)], per_group);
         let value: serde_json::Value =
             serde_json::from_str(&metrics_json(&outcome, Protocol::HeldOut, "recall@1")).unwrap();
         assert_eq!(value["protocol"], "held-out");
@@ -206,19 +216,7 @@ mod tests {
         for r in &mut history {
             r.val = Metrics::new();
         }
-        let outcome = RunOutcome {
-            selected_epoch: 2,
-            history,
-            checkpoint: vec![],
-            test_embeddings: vec![],
-            embedding_dim: 1,
-            test_labels: vec![],
-            gallery_embeddings: vec![],
-            gallery_labels: vec![],
-            attention_sample: vec![],
-            attention_maps: None,
-            per_group: vec![],
-        };
+        let outcome = outcome(2, history, vec![]);
         let value: serde_json::Value =
             serde_json::from_str(&metrics_json(&outcome, Protocol::TestSelected, "recall@1"))
                 .unwrap();
