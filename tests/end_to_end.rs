@@ -279,6 +279,28 @@ fn bad_input_exits_2_and_writes_nothing() {
         "colour=red",
     ]);
     assert_eq!(only.status.code(), Some(2));
+
+    // Embeddings with a NaN: exit 2 naming the file and the row, no metrics printed.
+    let (e, l) = (tmp.path().join("e.npy"), tmp.path().join("l.npy"));
+    let mut values: Vec<f32> = (0..100 * 8).map(|i| (i % 7) as f32).collect();
+    values[37 * 8 + 5] = f32::NAN;
+    std::fs::write(&e, agml::eval::npy::f32_npy(&values, &[100, 8])).unwrap();
+    let labels: Vec<i64> = (0..100).map(|i| i % 10).collect();
+    std::fs::write(&l, agml::eval::npy::i64_npy(&labels, &[100])).unwrap();
+    let evaluate = agml(&[
+        "evaluate",
+        "--json",
+        "--embeddings",
+        e.to_str().unwrap(),
+        "--labels",
+        l.to_str().unwrap(),
+    ]);
+    assert_eq!(evaluate.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&evaluate.stderr);
+    assert!(
+        stderr.contains("e.npy: row 37") && evaluate.stdout.is_empty(),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -51,6 +51,8 @@ fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("eval-child") => return eval_child(Path::new(&args[1]), Path::new(&args[2])),
+        // k-means of stored embeddings with k = their classes: seconds, inertia, NMI, F1.
+        Some("cluster-child") => return cluster_child(Path::new(&args[1]), Path::new(&args[2])),
         // The benchmark's embeddings, to time by hand: `bench eval-data DIR`.
         Some("eval-data") => {
             let (e, l) = eval_data(Path::new(&args[1]))?;
@@ -170,6 +172,30 @@ fn eval_child(embeddings: &Path, labels: &Path) -> anyhow::Result<()> {
         json!({
             "seconds": seconds,
             "values": metrics,
+            "peak_rss_mib": peak_rss_mib(),
+        })
+    );
+    Ok(())
+}
+
+fn cluster_child(embeddings: &Path, labels: &Path) -> anyhow::Result<()> {
+    let (data, dim) = agml::eval::evaluate::read_embeddings(embeddings)?;
+    let raw = agml::eval::evaluate::read_labels(labels)?;
+    let labels: Vec<usize> = raw.iter().map(|&l| l as usize).collect();
+    let mut classes = labels.clone();
+    classes.sort_unstable();
+    classes.dedup();
+    let start = Instant::now();
+    let clustering = agml::eval::kmeans(&data, dim, classes.len(), 0);
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({
+            "seconds": seconds,
+            "inertia": clustering.inertia,
+            "iterations": clustering.iterations,
+            "nmi": agml::eval::cluster::nmi(&clustering.assignment, &labels),
+            "f1": agml::eval::cluster::pairwise_f1(&clustering.assignment, &labels),
             "peak_rss_mib": peak_rss_mib(),
         })
     );

@@ -51,7 +51,7 @@ impl<'a> Vectors<'a> {
 }
 
 /// `out[b, n] = queries[b, d] . references[n, d]^T`.
-fn dot_block(queries: &[f32], references: &[f32], dim: usize, out: &mut [f32]) {
+pub(crate) fn dot_block(queries: &[f32], references: &[f32], dim: usize, out: &mut [f32]) {
     scaled_products(queries, references, dim, out, 0.0, 1.0);
 }
 
