@@ -1,5 +1,8 @@
 """Reference timing for `make bench`: pytorch-metric-learning's AccuracyCalculator with
-faiss-cpu (k = "max_bin_count", queries = references) on E.npy / L.npy.
+faiss-cpu (k = "max_bin_count", queries = references) on E.npy / L.npy; with the fourth
+argument `all`, NMI too (faiss k-means with k = the classes, niter=20).
+
+    python accuracy_calculator.py E.npy L.npy THREADS [retrieval|all]
 
 Prints one JSON object: seconds (of get_accuracy only), the metric values, peak RSS in MiB.
 """
@@ -24,8 +27,10 @@ try:
 except ImportError:
     sys.exit("faiss-cpu is not installed in this environment (make bench-env)")
 
+everything = len(sys.argv) > 4 and sys.argv[4] == "all"
+include = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
 calculator = AccuracyCalculator(
-    include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+    include=include + (("NMI",) if everything else ()),
     k="max_bin_count",
     device=torch.device("cpu"),
 )
@@ -40,6 +45,7 @@ print(
                 "recall@1": values["precision_at_1"],
                 "r_precision": values["r_precision"],
                 "map@r": values["mean_average_precision_at_r"],
+                **({"nmi": values["NMI"]} if everything else {}),
             },
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": threads,

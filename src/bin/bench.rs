@@ -17,7 +17,11 @@
 //!   tch build as `train_step_bench-tch`) on tch, against the same step in PyTorch eager with
 //!   the same thread count (targets: flex <= 1.5, tch <= 1.0).
 //!
-//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|loader|plan|train]`; the internal
+//! - eval/sop-60502x512 (with `--only eval-sop`: minutes): SOP-shaped embeddings (11,316
+//!   classes of 2-12), every metric incl. NMI and F1, against AccuracyCalculator with NMI
+//!   (faiss k-means, niter=20); values compared (retrieval to 1e-6, NMI to 0.01).
+//!
+//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|eval-sop|loader|plan|train]`; the internal
 //! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
 //! `bench eval-data DIR` writes the evaluation benchmark's embeddings.
 
@@ -50,7 +54,10 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("eval-child") => return eval_child(Path::new(&args[1]), Path::new(&args[2])),
+        Some("eval-child") => {
+            let all = args.get(3).is_some_and(|a| a == "all");
+            return eval_child(Path::new(&args[1]), Path::new(&args[2]), all);
+        }
         // k-means of stored embeddings with k = their classes: seconds, inertia, NMI, F1.
         Some("cluster-child") => return cluster_child(Path::new(&args[1]), Path::new(&args[2])),
         // The benchmark's embeddings, to time by hand: `bench eval-data DIR`.
@@ -76,14 +83,19 @@ fn run() -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("agml-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     println!(
-        "agml bench: {} threads, {} ({})",
+        "agml bench: {} threads, {} ({}), {}",
         threads,
         cpu_model(),
+        simd_level(),
         agml::store::utc_now()
     );
     let mut results = Vec::new();
     if only.as_deref().is_none_or(|o| o == "eval") {
         results.push(eval_bench(&tmp, &python, threads)?);
+    }
+    // Minutes on 2 cores (k-means with k = 11,316, both sides): run with --only eval-sop.
+    if only.as_deref() == Some("eval-sop") {
+        results.push(eval_sop_bench(&tmp, &python, threads)?);
     }
     if only.as_deref().is_none_or(|o| o == "loader") {
         results.push(loader_bench(&tmp, threads)?);
@@ -103,7 +115,11 @@ fn run() -> anyhow::Result<()> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    for result in results {
+    let (cpu, simd) = (cpu_model(), simd_level());
+    for mut result in results {
+        // Every record names the machine it was measured on: ratios differ between CPUs.
+        result["cpu"] = json!(cpu);
+        result["simd"] = json!(simd);
         all.retain(|r| r["name"] != result["name"]);
         all.push(result);
     }
@@ -122,6 +138,23 @@ fn cpu_model() -> String {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The widest vector extension the CPU reports: AVX-512, AVX2 or neither.
+fn simd_level() -> &'static str {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = flags
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+    if has("avx512f") {
+        "AVX-512"
+    } else if has("avx2") {
+        "AVX2"
+    } else {
+        "SSE"
+    }
 }
 
 /// Peak resident set size of this process in MiB (VmHWM).
@@ -160,12 +193,17 @@ fn eval_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((e, l))
 }
 
-fn eval_child(embeddings: &Path, labels: &Path) -> anyhow::Result<()> {
+/// agml's side of an evaluation line: retrieval metrics, and with `all` NMI and F1 too.
+fn eval_child(embeddings: &Path, labels: &Path, all: bool) -> anyhow::Result<()> {
     let (data, dim) = agml::eval::evaluate::read_embeddings(embeddings)?;
     let raw = agml::eval::evaluate::read_labels(labels)?;
     let labels: Vec<usize> = raw.iter().map(|&l| l as usize).collect();
     let start = Instant::now();
-    let metrics = retrieval_metrics(&data, dim, &labels, &[1]);
+    let mut metrics = retrieval_metrics(&data, dim, &labels, &[1]);
+    if all {
+        let seed = agml::eval::evaluate::CLUSTER_SEED;
+        metrics.extend(agml::eval::clustering_metrics(&data, dim, &labels, seed));
+    }
     let seconds = start.elapsed().as_secs_f64();
     println!(
         "{}",
@@ -214,14 +252,95 @@ fn json_of(output: std::process::Output, what: &str) -> anyhow::Result<Value> {
     serde_json::from_str(line).with_context(|| format!("{what} printed {text}"))
 }
 
+/// One evaluation line: what it evaluates and how.
+struct EvalLine {
+    name: String,
+    /// What the caption says the embeddings are.
+    what: String,
+    /// NMI and F1 too (k-means with k = the classes), against AccuracyCalculator's NMI.
+    clustering: bool,
+}
+
 fn eval_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value> {
-    let name = format!("eval/knn-{EVAL_POINTS}x{EVAL_DIM}");
-    println!("{name}: writing embeddings ({EVAL_CLASSES} classes)");
+    let line = EvalLine {
+        name: format!("eval/knn-{EVAL_POINTS}x{EVAL_DIM}"),
+        what: format!("{EVAL_CLASSES} classes"),
+        clustering: false,
+    };
     let (e, l) = eval_data(dir)?;
+    eval_line(&line, &e, &l, python, threads)
+}
+
+/// Classes and images of SOP's test split (Ebay_test.txt): 60,502 images of 11,316 products.
+const SOP_IMAGES: usize = 60_502;
+const SOP_CLASSES: usize = 11_316;
+
+/// SOP-shaped unit vectors: 11,316 classes of 2-12 images (60,502 in all), a centre per class
+/// plus noise.
+fn sop_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(SOP_IMAGES as u64);
+    let mut sizes: Vec<usize> = (0..SOP_CLASSES).map(|_| rng.random_range(2..=9)).collect();
+    // Nudge random classes, within 2..=12, until the sizes add up to SOP's image count.
+    let mut total: usize = sizes.iter().sum();
+    while total != SOP_IMAGES {
+        let c = rng.random_range(0..SOP_CLASSES);
+        if total < SOP_IMAGES && sizes[c] < 12 {
+            (sizes[c], total) = (sizes[c] + 1, total + 1);
+        } else if total > SOP_IMAGES && sizes[c] > 2 {
+            (sizes[c], total) = (sizes[c] - 1, total - 1);
+        }
+    }
+    let mut data = Vec::with_capacity(SOP_IMAGES * EVAL_DIM);
+    let mut labels = Vec::with_capacity(SOP_IMAGES);
+    for (class, &size) in sizes.iter().enumerate() {
+        let centre: Vec<f32> = (0..EVAL_DIM)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        for _ in 0..size {
+            let row: Vec<f32> = centre
+                .iter()
+                .map(|c| c + rng.random_range(-1.0f32..1.0))
+                .collect();
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            data.extend(row.iter().map(|v| v / norm));
+            labels.push(class as i64);
+        }
+    }
+    let (e, l) = (dir.join("sop-E.npy"), dir.join("sop-L.npy"));
+    std::fs::write(&e, f32_npy(&data, &[SOP_IMAGES, EVAL_DIM]))?;
+    std::fs::write(&l, i64_npy(&labels, &[SOP_IMAGES]))?;
+    Ok((e, l))
+}
+
+fn eval_sop_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value> {
+    let line = EvalLine {
+        name: format!("eval/sop-{SOP_IMAGES}x{EVAL_DIM}"),
+        what: format!("{SOP_CLASSES} classes of 2-12, every metric incl. NMI and F1"),
+        clustering: true,
+    };
+    let (e, l) = sop_data(dir)?;
+    eval_line(&line, &e, &l, python, threads)
+}
+
+fn eval_line(
+    line: &EvalLine,
+    e: &Path,
+    l: &Path,
+    python: &str,
+    threads: usize,
+) -> anyhow::Result<Value> {
+    let name = &line.name;
+    println!("{name}: embeddings written ({})", line.what);
     let me = std::env::current_exe()?;
+    let mode = if line.clustering { "all" } else { "retrieval" };
     let ours = json_of(
         Command::new(&me)
-            .args(["eval-child".as_ref(), e.as_os_str(), l.as_os_str()])
+            .args([
+                "eval-child".as_ref(),
+                e.as_os_str(),
+                l.as_os_str(),
+                mode.as_ref(),
+            ])
             .env("RAYON_NUM_THREADS", threads.to_string())
             .output()?,
         "agml's evaluation",
@@ -233,6 +352,7 @@ fn eval_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value>
             .arg(&script)
             .args([e.as_os_str(), l.as_os_str()])
             .arg(threads.to_string())
+            .arg(mode)
             .output()
             .with_context(|| format!("running {python} (make bench-env installs it)"))?,
         "AccuracyCalculator",
@@ -245,6 +365,13 @@ fn eval_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value>
         );
         max_diff = max_diff.max((a - b).abs());
     }
+    let nmi_diff = line.clustering.then(|| {
+        let (a, b) = (
+            ours["values"]["nmi"].as_f64().unwrap_or(f64::NAN),
+            reference["values"]["nmi"].as_f64().unwrap_or(f64::NAN),
+        );
+        (a - b).abs()
+    });
     let (ours_s, ref_s) = (
         ours["seconds"].as_f64().unwrap_or(f64::NAN),
         reference["seconds"].as_f64().unwrap_or(f64::NAN),
@@ -259,10 +386,18 @@ fn eval_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value>
     if max_diff > 1e-6 {
         println!("{name}: WARNING values differ by more than 1e-6");
     }
+    if let Some(diff) = nmi_diff {
+        println!("{name}: NMI differs from AccuracyCalculator's by {diff:.4} (bound 0.01)");
+    }
     Ok(json!({
         "name": name,
+        "nmi_difference": nmi_diff,
         "agml_seconds": ours_s,
-        "reference": "pytorch-metric-learning 2.9 AccuracyCalculator + faiss-cpu, k=max_bin_count",
+        "reference": if line.clustering {
+            "pytorch-metric-learning 2.9 AccuracyCalculator + faiss-cpu, k=max_bin_count, with NMI (faiss.Kmeans niter=20)"
+        } else {
+            "pytorch-metric-learning 2.9 AccuracyCalculator + faiss-cpu, k=max_bin_count"
+        },
         "reference_seconds": ref_s,
         "ratio": ratio,
         "threads": threads,
