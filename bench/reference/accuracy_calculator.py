@@ -2,7 +2,9 @@
 faiss-cpu (k = "max_bin_count", queries = references) on E.npy / L.npy; with the fourth
 argument `all`, NMI too (faiss k-means with k = the classes, niter=20).
 
-    python accuracy_calculator.py E.npy L.npy THREADS [retrieval|all]
+    python accuracy_calculator.py E.npy L.npy THREADS [retrieval|all [G.npy GL.npy]]
+
+With G.npy and GL.npy the queries E are ranked against that gallery (ref_includes_query=False).
 
 Prints one JSON object: seconds (of get_accuracy only), the metric values, peak RSS in MiB.
 """
@@ -34,8 +36,14 @@ calculator = AccuracyCalculator(
     k="max_bin_count",
     device=torch.device("cpu"),
 )
+gallery = None
+if len(sys.argv) > 6:
+    gallery = (torch.from_numpy(np.load(sys.argv[5])), torch.from_numpy(np.load(sys.argv[6])))
 start = time.perf_counter()
-values = calculator.get_accuracy(embeddings, labels)
+if gallery is None:
+    values = calculator.get_accuracy(embeddings, labels)
+else:
+    values = calculator.get_accuracy(embeddings, labels, gallery[0], gallery[1], ref_includes_query=False)
 seconds = time.perf_counter() - start
 print(
     json.dumps(

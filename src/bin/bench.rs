@@ -21,7 +21,11 @@
 //!   classes of 2-12), every metric incl. NMI and F1, against AccuracyCalculator with NMI
 //!   (faiss k-means, niter=20); values compared (retrieval to 1e-6, NMI to 0.01).
 //!
-//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|eval-sop|loader|plan|train]`; the internal
+//! - eval/inshop-14218x12612x512 (with `--only eval-inshop`): In-Shop-shaped queries against a
+//!   gallery (3,985 items), every metric incl. NMI and F1 of the queries, against
+//!   AccuracyCalculator with NMI (`ref_includes_query=False`).
+//!
+//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|eval-sop|eval-inshop|loader|plan|train]`; the internal
 //! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
 //! `bench eval-data DIR` writes the evaluation benchmark's embeddings.
 
@@ -54,10 +58,7 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("eval-child") => {
-            let all = args.get(3).is_some_and(|a| a == "all");
-            return eval_child(Path::new(&args[1]), Path::new(&args[2]), all);
-        }
+        Some("eval-child") => return eval_child(&args[1..]),
         // k-means of stored embeddings with k = their classes: seconds, inertia, NMI, F1.
         Some("cluster-child") => return cluster_child(Path::new(&args[1]), Path::new(&args[2])),
         // The benchmark's embeddings, to time by hand: `bench eval-data DIR`.
@@ -93,9 +94,13 @@ fn run() -> anyhow::Result<()> {
     if only.as_deref().is_none_or(|o| o == "eval") {
         results.push(eval_bench(&tmp, &python, threads)?);
     }
-    // Minutes on 2 cores (k-means with k = 11,316, both sides): run with --only eval-sop.
+    // Minutes on 2 cores (k-means with k = 11,316 / 3,985, both sides): run with --only
+    // eval-sop / eval-inshop.
     if only.as_deref() == Some("eval-sop") {
         results.push(eval_sop_bench(&tmp, &python, threads)?);
+    }
+    if only.as_deref() == Some("eval-inshop") {
+        results.push(eval_inshop_bench(&tmp, &python, threads)?);
     }
     if only.as_deref().is_none_or(|o| o == "loader") {
         results.push(loader_bench(&tmp, threads)?);
@@ -193,13 +198,31 @@ fn eval_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((e, l))
 }
 
-/// agml's side of an evaluation line: retrieval metrics, and with `all` NMI and F1 too.
-fn eval_child(embeddings: &Path, labels: &Path, all: bool) -> anyhow::Result<()> {
-    let (data, dim) = agml::eval::evaluate::read_embeddings(embeddings)?;
-    let raw = agml::eval::evaluate::read_labels(labels)?;
-    let labels: Vec<usize> = raw.iter().map(|&l| l as usize).collect();
+/// agml's side of an evaluation line: retrieval metrics (leave-one-out, or against the
+/// gallery `G.npy GL.npy` when given), and with `all` NMI and F1 of the queries too.
+fn eval_child(args: &[String]) -> anyhow::Result<()> {
+    let read = |e: &String, l: &String| -> anyhow::Result<(Vec<f32>, usize, Vec<usize>)> {
+        let (data, dim) = agml::eval::evaluate::read_embeddings(Path::new(e))?;
+        let raw = agml::eval::evaluate::read_labels(Path::new(l))?;
+        Ok((data, dim, raw.iter().map(|&l| l as usize).collect()))
+    };
+    let (data, dim, labels) = read(&args[0], &args[1])?;
+    let all = args.get(2).is_some_and(|a| a == "all");
+    let gallery = match (args.get(3), args.get(4)) {
+        (Some(g), Some(gl)) => Some(read(g, gl)?),
+        _ => None,
+    };
     let start = Instant::now();
-    let mut metrics = retrieval_metrics(&data, dim, &labels, &[1]);
+    let mut metrics = match &gallery {
+        None => retrieval_metrics(&data, dim, &labels, &[1]),
+        Some((g, _, gl)) => agml::eval::query_gallery_metrics(
+            agml::eval::Vectors::new(&data, dim),
+            &labels,
+            agml::eval::Vectors::new(g, dim),
+            gl,
+            &[1],
+        ),
+    };
     if all {
         let seed = agml::eval::evaluate::CLUSTER_SEED;
         metrics.extend(agml::eval::clustering_metrics(&data, dim, &labels, seed));
@@ -268,7 +291,7 @@ fn eval_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value>
         clustering: false,
     };
     let (e, l) = eval_data(dir)?;
-    eval_line(&line, &e, &l, python, threads)
+    eval_line(&line, &[e, l], python, threads)
 }
 
 /// Classes and images of SOP's test split (Ebay_test.txt): 60,502 images of 11,316 products.
@@ -319,13 +342,75 @@ fn eval_sop_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Va
         clustering: true,
     };
     let (e, l) = sop_data(dir)?;
-    eval_line(&line, &e, &l, python, threads)
+    eval_line(&line, &[e, l], python, threads)
 }
 
+/// In-Shop's evaluation split (list_eval_partition.txt): 14,218 queries and 12,612 gallery
+/// images of 3,985 items.
+const INSHOP_QUERIES: usize = 14_218;
+const INSHOP_GALLERY: usize = 12_612;
+const INSHOP_CLASSES: usize = 3_985;
+
+/// `counts` classes' sizes, each at least 1, adding up to `total`.
+fn class_sizes(rng: &mut ChaCha8Rng, classes: usize, total: usize) -> Vec<usize> {
+    let mut sizes = vec![1usize; classes];
+    for _ in classes..total {
+        sizes[rng.random_range(0..classes)] += 1;
+    }
+    sizes
+}
+
+/// In-Shop-shaped unit vectors: a centre per item, its query and gallery images around it.
+fn inshop_data(dir: &Path) -> anyhow::Result<[PathBuf; 4]> {
+    let mut rng = ChaCha8Rng::seed_from_u64(INSHOP_QUERIES as u64);
+    let queries = class_sizes(&mut rng, INSHOP_CLASSES, INSHOP_QUERIES);
+    let gallery = class_sizes(&mut rng, INSHOP_CLASSES, INSHOP_GALLERY);
+    let centres: Vec<f32> = (0..INSHOP_CLASSES * EVAL_DIM)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let mut files = Vec::new();
+    for (part, sizes) in [("query", &queries), ("gallery", &gallery)] {
+        let total: usize = sizes.iter().sum();
+        let mut data = Vec::with_capacity(total * EVAL_DIM);
+        let mut labels = Vec::with_capacity(total);
+        for (class, &size) in sizes.iter().enumerate() {
+            for _ in 0..size {
+                let row: Vec<f32> = centres[class * EVAL_DIM..(class + 1) * EVAL_DIM]
+                    .iter()
+                    .map(|c| c + rng.random_range(-1.0f32..1.0))
+                    .collect();
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+                data.extend(row.iter().map(|v| v / norm));
+                labels.push(class as i64);
+            }
+        }
+        let (e, l) = (
+            dir.join(format!("{part}-E.npy")),
+            dir.join(format!("{part}-L.npy")),
+        );
+        std::fs::write(&e, f32_npy(&data, &[total, EVAL_DIM]))?;
+        std::fs::write(&l, i64_npy(&labels, &[total]))?;
+        files.extend([e, l]);
+    }
+    Ok(files.try_into().expect("four files"))
+}
+
+fn eval_inshop_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value> {
+    let line = EvalLine {
+        name: format!("eval/inshop-{INSHOP_QUERIES}x{INSHOP_GALLERY}x{EVAL_DIM}"),
+        what: format!(
+            "{INSHOP_CLASSES} items, queries against the gallery, every metric incl. NMI and F1"
+        ),
+        clustering: true,
+    };
+    let files = inshop_data(dir)?;
+    eval_line(&line, &files, python, threads)
+}
+
+/// `files`: embeddings and labels, then (query vs gallery) the gallery's embeddings and labels.
 fn eval_line(
     line: &EvalLine,
-    e: &Path,
-    l: &Path,
+    files: &[PathBuf],
     python: &str,
     threads: usize,
 ) -> anyhow::Result<Value> {
@@ -333,14 +418,13 @@ fn eval_line(
     println!("{name}: embeddings written ({})", line.what);
     let me = std::env::current_exe()?;
     let mode = if line.clustering { "all" } else { "retrieval" };
+    let (data, gallery) = files.split_at(2);
     let ours = json_of(
         Command::new(&me)
-            .args([
-                "eval-child".as_ref(),
-                e.as_os_str(),
-                l.as_os_str(),
-                mode.as_ref(),
-            ])
+            .arg("eval-child")
+            .args(data)
+            .arg(mode)
+            .args(gallery)
             .env("RAYON_NUM_THREADS", threads.to_string())
             .output()?,
         "agml's evaluation",
@@ -350,9 +434,10 @@ fn eval_line(
     let reference = json_of(
         Command::new(python)
             .arg(&script)
-            .args([e.as_os_str(), l.as_os_str()])
+            .args(data)
             .arg(threads.to_string())
             .arg(mode)
+            .args(gallery)
             .output()
             .with_context(|| format!("running {python} (make bench-env installs it)"))?,
         "AccuracyCalculator",
