@@ -175,27 +175,52 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Unit vectors and their classes, as a benchmark writes them.
+#[derive(Default)]
+struct UnitRows {
+    data: Vec<f32>,
+    labels: Vec<i64>,
+}
+
+impl UnitRows {
+    /// Adds `centre` plus uniform noise within +-`spread` in each value, normalised to unit
+    /// length, as an item of `class`.
+    fn push(&mut self, centre: &[f32], spread: f32, class: usize, rng: &mut ChaCha8Rng) {
+        let row: Vec<f32> = centre
+            .iter()
+            .map(|c| c + rng.random_range(-spread..spread))
+            .collect();
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        self.data.extend(row.iter().map(|v| v / norm));
+        self.labels.push(class as i64);
+    }
+
+    /// Writes `<stem>E.npy` (float32 `[n, EVAL_DIM]`) and `<stem>L.npy` (int64 `[n]`) in `dir`.
+    fn write(&self, dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let n = self.labels.len();
+        let (e, l) = (
+            dir.join(format!("{stem}E.npy")),
+            dir.join(format!("{stem}L.npy")),
+        );
+        std::fs::write(&e, f32_npy(&self.data, &[n, EVAL_DIM]))?;
+        std::fs::write(&l, i64_npy(&self.labels, &[n]))?;
+        Ok((e, l))
+    }
+}
+
 /// Clustered unit vectors: class centres plus noise, so retrieval is neither trivial nor hopeless.
 fn eval_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let mut rng = ChaCha8Rng::seed_from_u64(60_000);
     let centres: Vec<f32> = (0..EVAL_CLASSES * EVAL_DIM)
         .map(|_| rng.random_range(-1.0f32..1.0))
         .collect();
-    let mut data = Vec::with_capacity(EVAL_POINTS * EVAL_DIM);
-    let mut labels = Vec::with_capacity(EVAL_POINTS);
+    let mut rows = UnitRows::default();
     for i in 0..EVAL_POINTS {
         let class = i % EVAL_CLASSES;
-        let row: Vec<f32> = (0..EVAL_DIM)
-            .map(|d| centres[class * EVAL_DIM + d] + rng.random_range(-3.0f32..3.0))
-            .collect();
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        data.extend(row.iter().map(|v| v / norm));
-        labels.push(class as i64);
+        let centre = &centres[class * EVAL_DIM..(class + 1) * EVAL_DIM];
+        rows.push(centre, 3.0, class, &mut rng);
     }
-    let (e, l) = (dir.join("E.npy"), dir.join("L.npy"));
-    std::fs::write(&e, f32_npy(&data, &[EVAL_POINTS, EVAL_DIM]))?;
-    std::fs::write(&l, i64_npy(&labels, &[EVAL_POINTS]))?;
-    Ok((e, l))
+    rows.write(dir, "")
 }
 
 /// agml's side of an evaluation line: retrieval metrics (leave-one-out, or against the
@@ -313,26 +338,16 @@ fn sop_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
             (sizes[c], total) = (sizes[c] - 1, total - 1);
         }
     }
-    let mut data = Vec::with_capacity(SOP_IMAGES * EVAL_DIM);
-    let mut labels = Vec::with_capacity(SOP_IMAGES);
+    let mut rows = UnitRows::default();
     for (class, &size) in sizes.iter().enumerate() {
         let centre: Vec<f32> = (0..EVAL_DIM)
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect();
         for _ in 0..size {
-            let row: Vec<f32> = centre
-                .iter()
-                .map(|c| c + rng.random_range(-1.0f32..1.0))
-                .collect();
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-            data.extend(row.iter().map(|v| v / norm));
-            labels.push(class as i64);
+            rows.push(&centre, 1.0, class, &mut rng);
         }
     }
-    let (e, l) = (dir.join("sop-E.npy"), dir.join("sop-L.npy"));
-    std::fs::write(&e, f32_npy(&data, &[SOP_IMAGES, EVAL_DIM]))?;
-    std::fs::write(&l, i64_npy(&labels, &[SOP_IMAGES]))?;
-    Ok((e, l))
+    rows.write(dir, "sop-")
 }
 
 fn eval_sop_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result<Value> {
@@ -370,26 +385,14 @@ fn inshop_data(dir: &Path) -> anyhow::Result<[PathBuf; 4]> {
         .collect();
     let mut files = Vec::new();
     for (part, sizes) in [("query", &queries), ("gallery", &gallery)] {
-        let total: usize = sizes.iter().sum();
-        let mut data = Vec::with_capacity(total * EVAL_DIM);
-        let mut labels = Vec::with_capacity(total);
+        let mut rows = UnitRows::default();
         for (class, &size) in sizes.iter().enumerate() {
+            let centre = &centres[class * EVAL_DIM..(class + 1) * EVAL_DIM];
             for _ in 0..size {
-                let row: Vec<f32> = centres[class * EVAL_DIM..(class + 1) * EVAL_DIM]
-                    .iter()
-                    .map(|c| c + rng.random_range(-1.0f32..1.0))
-                    .collect();
-                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-                data.extend(row.iter().map(|v| v / norm));
-                labels.push(class as i64);
+                rows.push(centre, 1.0, class, &mut rng);
             }
         }
-        let (e, l) = (
-            dir.join(format!("{part}-E.npy")),
-            dir.join(format!("{part}-L.npy")),
-        );
-        std::fs::write(&e, f32_npy(&data, &[total, EVAL_DIM]))?;
-        std::fs::write(&l, i64_npy(&labels, &[total]))?;
+        let (e, l) = rows.write(dir, &format!("{part}-"))?;
         files.extend([e, l]);
     }
     Ok(files.try_into().expect("four files"))
@@ -405,6 +408,11 @@ fn eval_inshop_bench(dir: &Path, python: &str, threads: usize) -> anyhow::Result
     };
     let files = inshop_data(dir)?;
     eval_line(&line, &files, python, threads)
+}
+
+/// A number of a child's JSON, NaN when it is missing.
+fn number(value: &Value) -> f64 {
+    value.as_f64().unwrap_or(f64::NAN)
 }
 
 /// `files`: embeddings and labels, then (query vs gallery) the gallery's embeddings and labels.
@@ -442,31 +450,20 @@ fn eval_line(
             .with_context(|| format!("running {python} (make bench-env installs it)"))?,
         "AccuracyCalculator",
     )?;
-    let mut max_diff = 0f64;
-    for key in ["recall@1", "r_precision", "map@r"] {
-        let (a, b) = (
-            ours["values"][key].as_f64().unwrap_or(f64::NAN),
-            reference["values"][key].as_f64().unwrap_or(f64::NAN),
-        );
-        max_diff = max_diff.max((a - b).abs());
-    }
-    let nmi_diff = line.clustering.then(|| {
-        let (a, b) = (
-            ours["values"]["nmi"].as_f64().unwrap_or(f64::NAN),
-            reference["values"]["nmi"].as_f64().unwrap_or(f64::NAN),
-        );
-        (a - b).abs()
-    });
-    let (ours_s, ref_s) = (
-        ours["seconds"].as_f64().unwrap_or(f64::NAN),
-        reference["seconds"].as_f64().unwrap_or(f64::NAN),
-    );
+    let difference =
+        |key: &str| (number(&ours["values"][key]) - number(&reference["values"][key])).abs();
+    let max_diff = ["recall@1", "r_precision", "map@r"]
+        .map(difference)
+        .into_iter()
+        .fold(0f64, f64::max);
+    let nmi_diff = line.clustering.then(|| difference("nmi"));
+    let (ours_s, ref_s) = (number(&ours["seconds"]), number(&reference["seconds"]));
     let ratio = ours_s / ref_s;
     println!(
         "{name}: agml {ours_s:.2} s (peak RSS {:.0} MiB), AccuracyCalculator+faiss {ref_s:.2} s \
          (peak RSS {:.0} MiB): ratio {ratio:.3} (target <= 0.5); values differ by at most {max_diff:.1e}",
-        ours["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-        reference["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        number(&ours["peak_rss_mib"]),
+        number(&reference["peak_rss_mib"]),
     );
     if max_diff > 1e-6 {
         println!("{name}: WARNING values differ by more than 1e-6");

@@ -231,6 +231,19 @@ impl History {
         Ok(History { columns, rows })
     }
 
+    /// The column of `split` (`val` or `test`) to draw the selection curve from: MAP@R when
+    /// the history has it, else the split's first column ("" when it has none).
+    pub fn selection_column(&self, split: &str) -> String {
+        let preferred = format!("{split}_map@r");
+        if self.columns.contains(&preferred) {
+            return preferred;
+        }
+        (self.columns.iter())
+            .find(|c| c.starts_with(&format!("{split}_")))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// (epoch, value) of a column, when the history has it.
     pub fn series(&self, name: &str) -> Option<Vec<(f64, f64)>> {
         let epoch = self.columns.iter().position(|c| c == "epoch")?;

@@ -305,14 +305,7 @@ fn training_curves(
         let split = protocol.selection_split();
         let history = History::read(&run.dir.join(RunFile::History.name()))?;
         if !history.columns.contains(&selection) {
-            let preferred = format!("{split}_map@r");
-            selection = match history.columns.contains(&preferred) {
-                true => preferred,
-                false => (history.columns.iter())
-                    .find(|c| c.starts_with(&format!("{split}_")))
-                    .cloned()
-                    .unwrap_or_default(),
-            };
+            selection = history.selection_column(split);
         }
         let selected = run.selected_epoch as f64;
         if let Some(points) = history.series("loss") {
@@ -351,10 +344,7 @@ fn training_curves(
     }
     if !val.is_empty() {
         panels.push(Panel {
-            title: match protocol {
-                Protocol::HeldOut => format!("validation {metric}"),
-                Protocol::TestSelected => format!("test {metric} (selects: test-selected)"),
-            },
+            title: selection_title(protocol, &metric),
             x_label: "epoch".into(),
             y_label: format!("{metric} (%)"),
             x_log2: false,
@@ -365,14 +355,26 @@ fn training_curves(
         title: format!("{name}: training ({}, first seed)", scope(dataset, section)),
         columns: 2,
         panels,
-        note: match protocol {
-            Protocol::HeldOut => {
-                "circle: the epoch selected on validation (its checkpoint gives the test numbers)"
-            }
-            Protocol::TestSelected => "circle: the epoch with the best test score (reported)",
-        }
-        .into(),
+        note: selection_note(protocol).into(),
     })
+}
+
+/// The title of the selection metric's panel under `protocol`.
+fn selection_title(protocol: Protocol, metric: &str) -> String {
+    match protocol {
+        Protocol::HeldOut => format!("validation {metric}"),
+        Protocol::TestSelected => format!("test {metric} (selects: test-selected)"),
+    }
+}
+
+/// What the circled epoch is under `protocol`.
+fn selection_note(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::HeldOut => {
+            "circle: the epoch selected on validation (its checkpoint gives the test numbers)"
+        }
+        Protocol::TestSelected => "circle: the epoch with the best test score (reported)",
+    }
 }
 
 /// Test embeddings of no grouping and of the best method by Recall@1 (first replicate each).
