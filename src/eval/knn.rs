@@ -6,14 +6,10 @@
 //! symmetric, so each tile above the diagonal is computed once and feeds the neighbour lists
 //! of its rows and of its columns ([`map_self_neighbourhoods`]).
 
-use std::cmp::Ordering;
 use std::sync::Mutex;
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
-
-/// Queries per block: a block holds QUERY_BLOCK x references distances (f32).
-const QUERY_BLOCK: usize = 256;
 
 /// Row-major `[rows, dim]` vectors.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +85,12 @@ fn scaled_products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32], keep: f32,
 
 /// For every query, its `depth(query)` nearest references in order (ties by index), as
 /// `(squared distance, reference index)`; `exclude_self` drops reference i for query i
-/// (leave-one-out). `visit(query, neighbours)` runs in parallel over query blocks; its results
+/// (leave-one-out). `visit(query, neighbours)` runs in parallel over query tiles; its results
 /// come back in query order, so sums over them are deterministic.
+///
+/// Each tile of queries is ranked against the references one tile at a time: a tile of
+/// distances is one matrix product, and only the distances under a query's current cut are
+/// looked at individually.
 pub fn map_neighbourhoods<T, F, D>(
     queries: Vectors,
     references: Vectors,
@@ -111,67 +111,49 @@ where
     let n = references.len();
     let query_norms = queries.squared_norms();
     let reference_norms = references.squared_norms();
-    let blocks: Vec<usize> = (0..queries.len()).step_by(QUERY_BLOCK).collect();
-    let per_block: Vec<Vec<T>> = blocks
+    let tiles: Vec<usize> = (0..queries.len()).step_by(TILE).collect();
+    let per_tile: Vec<Vec<T>> = tiles
         .into_par_iter()
         .map_init(
-            || (Vec::new(), Vec::with_capacity(n)),
-            |(dots, row): &mut (Vec<f32>, Vec<(f32, u32)>), start| {
-                let end = (start + QUERY_BLOCK).min(queries.len());
-                let mut results = Vec::with_capacity(end - start);
-                dots.resize((end - start) * n, 0.0);
-                dot_block(
-                    &queries.data[start * dim..end * dim],
-                    references.data,
-                    dim,
-                    dots,
+            || (Vec::new(), Vec::new()),
+            |(tile, mask): &mut (Vec<f32>, Vec<u64>), start| {
+                let rows = start..(start + TILE).min(queries.len());
+                let mut lists = TileLists::new(
+                    rows.clone()
+                        .map(|q| depth(q).min(n - usize::from(exclude_self && q < n)))
+                        .collect(),
                 );
-                for q in start..end {
-                    let products = &dots[(q - start) * n..(q - start + 1) * n];
-                    row.clear();
-                    row.extend(
-                        products
-                            .iter()
-                            .enumerate()
-                            .filter(|&(j, _)| !(exclude_self && j == q))
-                            .map(|(j, &p)| {
-                                (
-                                    (query_norms[q] + reference_norms[j] - 2.0 * p).max(0.0),
-                                    j as u32,
-                                )
-                            }),
+                for first in (0..n).step_by(TILE) {
+                    let cols = first..(first + TILE).min(n);
+                    let w = cols.len();
+                    tile.resize(rows.len() * w, 0.0);
+                    distance_block(
+                        &queries.data[rows.start * dim..rows.end * dim],
+                        &query_norms[rows.clone()],
+                        &references.data[cols.start * dim..cols.end * dim],
+                        &reference_norms[cols.clone()],
+                        dim,
+                        tile,
                     );
-                    let keep = depth(q).min(row.len());
-                    if keep == 0 {
-                        results.push(visit(q, &[]));
-                        continue;
+                    for (r, q) in rows.clone().enumerate() {
+                        let skip = (exclude_self && cols.contains(&q)).then(|| q - first);
+                        lists.offer_row(r, &tile[r * w..(r + 1) * w], first, skip, mask);
                     }
-                    if keep < row.len() {
-                        row.select_nth_unstable_by(keep - 1, by_distance);
-                        row.truncate(keep);
-                    }
-                    row.sort_unstable_by(by_distance);
-                    results.push(visit(q, row));
                 }
-                results
+                rows.enumerate()
+                    .map(|(r, q)| visit(q, &lists.finish(r)))
+                    .collect()
             },
         )
         .collect();
-    per_block.into_iter().flatten().collect()
+    per_tile.into_iter().flatten().collect()
 }
 
-/// Points per tile of the symmetric search (a tile holds SELF_TILE^2 distances).
-const SELF_TILE: usize = 512;
+/// Points per tile (a tile holds TILE^2 distances).
+const TILE: usize = 512;
 /// The symmetric search keeps up to twice each query's depth of candidates; above this many
 /// bytes of candidates in all it falls back to the row-by-row search (bounded memory).
 const SELF_CANDIDATE_BYTES: usize = 1 << 30;
-
-/// (squared distance, index) order: nearer first, ties by index.
-fn by_distance(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
-    a.0.partial_cmp(&b.0)
-        .unwrap_or(Ordering::Equal)
-        .then(a.1.cmp(&b.1))
-}
 
 /// The `depth` nearest candidates seen so far, for every query of a tile: a buffer of up to
 /// 2 x depth per query, cut back to the best `depth` when full. The cut distances sit in one
@@ -179,11 +161,21 @@ fn by_distance(a: &(f32, u32), b: &(f32, u32)) -> Ordering {
 struct TileLists {
     depth: Vec<usize>,
     cut: Vec<f32>,
-    items: Vec<Vec<(f32, u32)>>,
+    items: Vec<Vec<u64>>,
 }
 
-/// Candidates compared at once against the cut(s).
-const CHUNK: usize = 16;
+/// A candidate as one integer whose order is (distance, index): a non-negative float's bits
+/// order as the float does, so selecting and sorting compare integers.
+fn candidate_key(distance: f32, index: u32) -> u64 {
+    // Clamped at +0.0 (rounding can make a distance slightly negative, and -0.0's bits would
+    // sort last), as the row-by-row search clamps.
+    let distance = if distance > 0.0 { distance } else { 0.0 };
+    (u64::from(distance.to_bits()) << 32) | u64::from(index)
+}
+
+fn key_distance(key: u64) -> f32 {
+    f32::from_bits((key >> 32) as u32)
+}
 
 impl TileLists {
     fn new(depth: Vec<usize>) -> Self {
@@ -212,7 +204,7 @@ impl TileLists {
             return;
         }
         let items = &mut self.items[query];
-        items.push((distance, index));
+        items.push(candidate_key(distance, index));
         if items.len() >= 2 * self.depth[query].max(32) {
             self.shrink(query);
         }
@@ -221,51 +213,117 @@ impl TileLists {
     fn shrink(&mut self, query: usize) {
         let (depth, items) = (self.depth[query], &mut self.items[query]);
         if items.len() > depth {
-            items.select_nth_unstable_by(depth - 1, by_distance);
+            items.select_nth_unstable(depth - 1);
             items.truncate(depth);
-            self.cut[query] = items[depth - 1].0;
+            self.cut[query] = key_distance(items[depth - 1]);
         }
     }
 
     /// Offers row `distances` (to candidates `first..`) to query `query`.
-    fn offer_row(&mut self, query: usize, distances: &[f32], first: usize, skip: Option<usize>) {
-        for (k, chunk) in distances.chunks(CHUNK).enumerate() {
-            let cut = self.cut[query];
-            if chunk.iter().fold(f32::INFINITY, |m, &d| m.min(d)) > cut {
-                continue;
-            }
-            for (c, &d) in chunk.iter().enumerate() {
-                let candidate = k * CHUNK + c;
-                if Some(candidate) != skip {
-                    self.offer(query, d, (first + candidate) as u32);
-                }
+    fn offer_row(
+        &mut self,
+        query: usize,
+        distances: &[f32],
+        first: usize,
+        skip: Option<usize>,
+        mask: &mut Vec<u64>,
+    ) {
+        // The mask is taken at the cut before the row; `offer` re-checks against the cut as it
+        // tightens.
+        below(distances, Cuts::One(self.cut[query]), mask);
+        for candidate in set_bits(mask) {
+            if Some(candidate) != skip {
+                self.offer(query, distances[candidate], (first + candidate) as u32);
             }
         }
     }
 
     /// Offers candidate `index` at `distances[c]` to query c of this tile, for every c.
-    fn offer_column(&mut self, distances: &[f32], index: u32) {
-        for (k, chunk) in distances.chunks(CHUNK).enumerate() {
-            let cuts = &self.cut[k * CHUNK..k * CHUNK + chunk.len()];
-            if !chunk
-                .iter()
-                .zip(cuts)
-                .fold(false, |any, (&d, &cut)| any | (d <= cut))
-            {
-                continue;
-            }
-            for (c, &d) in chunk.iter().enumerate() {
-                self.offer(k * CHUNK + c, d, index);
-            }
+    fn offer_column(&mut self, distances: &[f32], index: u32, mask: &mut Vec<u64>) {
+        below(distances, Cuts::Each(&self.cut[..distances.len()]), mask);
+        for query in set_bits(mask) {
+            self.offer(query, distances[query], index);
         }
     }
 
     fn finish(&mut self, query: usize) -> Vec<(f32, u32)> {
         self.shrink(query);
         let mut items = std::mem::take(&mut self.items[query]);
-        items.sort_unstable_by(by_distance);
+        items.sort_unstable();
         items
+            .into_iter()
+            .map(|key| (key_distance(key), key as u32))
+            .collect()
     }
+}
+
+/// The cut(s) a row of distances is compared with: one for all, or one per value.
+#[derive(Clone, Copy)]
+enum Cuts<'a> {
+    One(f32),
+    Each(&'a [f32]),
+}
+
+/// Bit j of `mask` (in 64-bit words) is set when `values[j] <= cut` (never for NaN). Most
+/// distances lose against the cut, so the scan is one vector comparison per 8 values and the
+/// winners are visited through the set bits.
+fn below(values: &[f32], cuts: Cuts, mask: &mut Vec<u64>) {
+    mask.clear();
+    mask.resize(values.len().div_ceil(64), 0);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above).
+        unsafe { below_avx2(values, cuts, mask) };
+        return;
+    }
+    below_scalar(values, cuts, mask, 0);
+}
+
+/// [`below`] for `values[from..]`.
+fn below_scalar(values: &[f32], cuts: Cuts, mask: &mut [u64], from: usize) {
+    for (j, &v) in values.iter().enumerate().skip(from) {
+        let cut = match cuts {
+            Cuts::One(cut) => cut,
+            Cuts::Each(cuts) => cuts[j],
+        };
+        mask[j / 64] |= u64::from(v <= cut) << (j % 64);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn below_avx2(values: &[f32], cuts: Cuts, mask: &mut [u64]) {
+    use std::arch::x86_64::{_CMP_LE_OQ, _mm256_cmp_ps, _mm256_movemask_ps, _mm256_set1_ps};
+    let full = values.len() / 8 * 8;
+    let load = |slice: &[f32], at: usize| {
+        let lanes: &[f32; 8] = slice[at..at + 8].try_into().expect("8 lanes");
+        // SAFETY: an unaligned load of 8 f32 from a reference to 8 f32.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(lanes.as_ptr()) }
+    };
+    for at in (0..full).step_by(8) {
+        let cut = match cuts {
+            Cuts::One(cut) => _mm256_set1_ps(cut),
+            Cuts::Each(cuts) => load(cuts, at),
+        };
+        // Ordered, non-signalling <=: false for NaN, as the scalar comparison.
+        let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(load(values, at), cut));
+        mask[at / 64] |= u64::from(bits as u8) << (at % 64);
+    }
+    below_scalar(values, cuts, mask, full);
+}
+
+/// The indices of the set bits of `mask`, in increasing order.
+fn set_bits(mask: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    mask.iter().enumerate().flat_map(|(w, &word)| {
+        let mut bits = word;
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let k = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                w * 64 + k
+            })
+        })
+    })
 }
 
 /// `out[i, j] = |a_i - b_j|^2` for row-major `a` (m rows) and `b` (n rows), from their squared
@@ -304,17 +362,17 @@ where
     }
     let dim = points.dim;
     let norms = points.squared_norms();
-    let tiles: Vec<usize> = (0..n).step_by(SELF_TILE).collect();
-    let rows_of = |tile: usize| tiles[tile]..(tiles[tile] + SELF_TILE).min(n);
+    let tiles: Vec<usize> = (0..n).step_by(TILE).collect();
+    let rows_of = |tile: usize| tiles[tile]..(tiles[tile] + TILE).min(n);
     let lists: Vec<Mutex<TileLists>> = (0..tiles.len())
         .map(|t| Mutex::new(TileLists::new(depths[rows_of(t)].to_vec())))
         .collect();
     let pairs: Vec<(usize, usize)> = (0..tiles.len())
         .flat_map(|a| (a..tiles.len()).map(move |b| (a, b)))
         .collect();
-    pairs
-        .into_par_iter()
-        .for_each_init(Vec::new, |tile, (a, b)| {
+    pairs.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(tile, mask): &mut (Vec<f32>, Vec<u64>), (a, b)| {
             let (rows, cols) = (rows_of(a), rows_of(b));
             let w = cols.len();
             tile.resize(rows.len() * w, 0.0);
@@ -331,16 +389,17 @@ where
                 for r in 0..rows.len() {
                     // On the diagonal tile a query skips itself.
                     let skip = (a == b).then_some(r);
-                    row_lists.offer_row(r, &tile[r * w..(r + 1) * w], cols.start, skip);
+                    row_lists.offer_row(r, &tile[r * w..(r + 1) * w], cols.start, skip, mask);
                 }
             }
             if a != b {
                 let mut col_lists = lists[b].lock().expect("neighbour lists");
                 for (r, i) in rows.clone().enumerate() {
-                    col_lists.offer_column(&tile[r * w..(r + 1) * w], i as u32);
+                    col_lists.offer_column(&tile[r * w..(r + 1) * w], i as u32, mask);
                 }
             }
-        });
+        },
+    );
     lists
         .into_par_iter()
         .enumerate()
@@ -401,6 +460,41 @@ mod tests {
         assert_eq!(got[0].1.iter().map(|n| n.1).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(got[1].1.iter().map(|n| n.1).collect::<Vec<_>>(), vec![2, 1]);
         assert!((got[1].1[0].0 - 0.01).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_vector_mask_equals_the_scalar_one() {
+        // 203 values (a partial word and a partial vector), NaN and infinities among them.
+        let values: Vec<f32> = (0..203)
+            .map(|i| match i % 17 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                _ => ((i * 7919) % 101) as f32 * 0.1,
+            })
+            .collect();
+        let cuts: Vec<f32> = (0..203).map(|i| ((i * 31) % 97) as f32 * 0.1).collect();
+        for case in [
+            Cuts::One(5.0),
+            Cuts::One(f32::NEG_INFINITY),
+            Cuts::One(f32::INFINITY),
+            Cuts::Each(&cuts),
+        ] {
+            let mut fast = Vec::new();
+            below(&values, case, &mut fast);
+            let mut slow = vec![0u64; fast.len()];
+            below_scalar(&values, case, &mut slow, 0);
+            assert_eq!(fast, slow);
+            let expected: Vec<usize> = (0..values.len())
+                .filter(|&j| {
+                    values[j]
+                        <= match case {
+                            Cuts::One(c) => c,
+                            Cuts::Each(c) => c[j],
+                        }
+                })
+                .collect();
+            assert_eq!(set_bits(&fast).collect::<Vec<_>>(), expected);
+        }
     }
 
     #[test]
