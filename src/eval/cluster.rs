@@ -1,30 +1,11 @@
-//! Clustering metrics: k-means with k the number of classes, as faiss runs it for
-//! pytorch-metric-learning's AccuracyCalculator (`faiss.Kmeans(d, k, niter=20)`: k distinct
-//! points drawn as the initial centroids, Lloyd iterations with exact assignment, an empty
-//! cluster re-seeded by splitting a large one, one run), then NMI (arithmetic normalisation, as
+//! Clustering metrics: k-means with k the number of classes ([`kmeans`], as faiss runs it for
+//! pytorch-metric-learning's AccuracyCalculator), then NMI (arithmetic normalisation, as
 //! scikit-learn's default) and the pairwise F1 of the clustering (Oh Song et al., CVPR 2016).
-//!
-//! Assignment is the costly part (n x k x d per iteration): it runs as blocked matrix products
-//! (the k-NN's kernel), a block of points against every centroid, in parallel over blocks and
-//! reduced in point order, so a seed gives the same clustering at any thread count.
 
 use std::collections::BTreeMap;
 
-use rand::SeedableRng;
-use rand::seq::index::sample;
-use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
-
-use super::knn::dot_block;
+use super::kmeans::kmeans;
 use super::retrieval::Metrics;
-
-/// Lloyd iterations at most (AccuracyCalculator's `niter=20`); they stop early once no point
-/// changes cluster.
-pub const MAX_ITERATIONS: usize = 20;
-/// Points per assignment block: a block holds BLOCK x k products.
-const BLOCK: usize = 256;
-/// faiss's perturbation of a split centroid (1 / 1024).
-const SPLIT: f32 = 1.0 / 1024.0;
 
 /// `nmi` and `f1` of k-means on `embeddings` (`[n, dim]`) with k = the number of classes.
 pub fn clustering_metrics(embeddings: &[f32], dim: usize, labels: &[usize], seed: u64) -> Metrics {
@@ -39,142 +20,6 @@ pub fn clustering_metrics(embeddings: &[f32], dim: usize, labels: &[usize], seed
         ("nmi".to_string(), nmi(&clusters, labels)),
         ("f1".to_string(), pairwise_f1(&clusters, labels)),
     ])
-}
-
-/// A finished k-means: each row's cluster, the objective and the iterations it took.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Clustering {
-    pub assignment: Vec<usize>,
-    /// Sum over rows of the squared distance to their centroid.
-    pub inertia: f64,
-    pub iterations: usize,
-}
-
-/// k-means of the rows of `data` (`[n, dim]`) into `k` clusters, seeded by `seed`.
-pub fn kmeans(data: &[f32], dim: usize, k: usize, seed: u64) -> Clustering {
-    let n = data.len() / dim;
-    if n == 0 || k <= 1 {
-        return Clustering {
-            assignment: vec![0; n],
-            inertia: inertia_of_one(data, dim),
-            iterations: 0,
-        };
-    }
-    let k = k.min(n);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut centroids: Vec<f32> = sample(&mut rng, n, k)
-        .into_iter()
-        .flat_map(|i| data[i * dim..(i + 1) * dim].to_vec())
-        .collect();
-    let mut previous: Option<Vec<usize>> = None;
-    let mut iterations = 0;
-    loop {
-        let (assignment, inertia) = assign(data, dim, &centroids);
-        let converged = previous.as_ref() == Some(&assignment);
-        if converged || iterations == MAX_ITERATIONS {
-            return Clustering {
-                assignment,
-                inertia,
-                iterations,
-            };
-        }
-        centroids = update(data, dim, k, &assignment);
-        previous = Some(assignment);
-        iterations += 1;
-    }
-}
-
-fn inertia_of_one(data: &[f32], dim: usize) -> f64 {
-    let n = data.len() / dim;
-    if n == 0 {
-        return 0.0;
-    }
-    let mean: Vec<f64> = (0..dim)
-        .map(|j| (0..n).map(|i| f64::from(data[i * dim + j])).sum::<f64>() / n as f64)
-        .collect();
-    data.chunks(dim)
-        .map(|r| {
-            r.iter()
-                .zip(&mean)
-                .map(|(&x, m)| (f64::from(x) - m).powi(2))
-                .sum::<f64>()
-        })
-        .sum()
-}
-
-/// Each row's nearest centroid (ties to the lower index) and the summed squared distances.
-fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> (Vec<usize>, f64) {
-    let k = centroids.len() / dim;
-    let norms: Vec<f32> = centroids
-        .chunks(dim)
-        .map(|c| c.iter().map(|v| v * v).sum())
-        .collect();
-    let blocks: Vec<Vec<(usize, f32)>> = data
-        .par_chunks(BLOCK * dim)
-        .map(|block| {
-            let rows = block.len() / dim;
-            let mut products = vec![0f32; rows * k];
-            dot_block(block, centroids, dim, &mut products);
-            (0..rows)
-                .map(|r| {
-                    let x = &block[r * dim..(r + 1) * dim];
-                    let own: f32 = x.iter().map(|v| v * v).sum();
-                    let row = &products[r * k..(r + 1) * k];
-                    let (best, score) = (row.iter().zip(&norms))
-                        .map(|(p, c)| c - 2.0 * p)
-                        .enumerate()
-                        .fold(
-                            (0, f32::INFINITY),
-                            |best, (c, d)| if d < best.1 { (c, d) } else { best },
-                        );
-                    (best, (own + score).max(0.0))
-                })
-                .collect()
-        })
-        .collect();
-    let assigned: Vec<(usize, f32)> = blocks.into_iter().flatten().collect();
-    let inertia = assigned.iter().map(|&(_, d)| f64::from(d)).sum();
-    (assigned.into_iter().map(|(c, _)| c).collect(), inertia)
-}
-
-/// The mean of each cluster's rows; an empty cluster takes half of the largest (its centroid
-/// copied and both nudged apart, as faiss splits).
-fn update(data: &[f32], dim: usize, k: usize, assignment: &[usize]) -> Vec<f32> {
-    let mut sums = vec![0f64; k * dim];
-    let mut counts = vec![0usize; k];
-    for (row, &c) in data.chunks(dim).zip(assignment) {
-        counts[c] += 1;
-        for (s, &v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(row) {
-            *s += f64::from(v);
-        }
-    }
-    let mut centroids: Vec<f32> = (0..k * dim)
-        .map(|i| match counts[i / dim] {
-            0 => 0.0,
-            count => (sums[i] / count as f64) as f32,
-        })
-        .collect();
-    for empty in 0..k {
-        if counts[empty] > 0 {
-            continue;
-        }
-        let largest = (0..k)
-            .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
-            .expect("k >= 1");
-        for j in 0..dim {
-            let v = centroids[largest * dim + j];
-            let (a, b) = if j % 2 == 0 {
-                (1.0 + SPLIT, 1.0 - SPLIT)
-            } else {
-                (1.0 - SPLIT, 1.0 + SPLIT)
-            };
-            centroids[empty * dim + j] = v * a;
-            centroids[largest * dim + j] = v * b;
-        }
-        counts[empty] = counts[largest] / 2;
-        counts[largest] -= counts[empty];
-    }
-    centroids
 }
 
 /// Joint counts of (a, b) pairs, and the counts of each a and of each b.
@@ -244,7 +89,11 @@ pub fn pairwise_f1(clusters: &[usize], labels: &[usize]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
+    use crate::eval::kmeans::MAX_ITERATIONS;
 
     #[test]
     fn nmi_matches_hand_computed_values() {
@@ -313,23 +162,5 @@ mod tests {
         let (data, labels) = blobs(200, 5, 16);
         let m = clustering_metrics(&data, 16, &labels, 3);
         assert!(m["nmi"] > 0.95, "{m:?}");
-    }
-
-    #[test]
-    fn an_empty_cluster_takes_half_of_the_largest() {
-        // Three points, two identical: seeding on the pair leaves one cluster empty.
-        let data = [0.0f32, 0.0, 0.0, 0.0, 5.0, 5.0];
-        let centroids = update(&data, 2, 3, &[0, 0, 1]);
-        assert_eq!(&centroids[2..4], &[5.0, 5.0]);
-        // Cluster 2 is empty: it copies cluster 0 (the largest), nudged.
-        let (a, b) = (&centroids[0..2], &centroids[4..6]);
-        assert_eq!(a, &[0.0, 0.0]);
-        assert_eq!(b, &[0.0, 0.0]);
-        let data = [1.0f32, 1.0, 1.0, 1.0, 5.0, 5.0];
-        let centroids = update(&data, 2, 3, &[0, 0, 1]);
-        assert!(
-            centroids[4] > centroids[0] && centroids[5] < centroids[1],
-            "{centroids:?}"
-        );
     }
 }
