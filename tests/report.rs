@@ -160,4 +160,26 @@ fn report_renders_tables_index_and_figures_from_stored_runs() {
     {
         assert_eq!(std::fs::read(paper.join(file)).unwrap(), bytes, "{file}");
     }
+
+    // A non-finite value in stored embeddings is bad input naming the file and its row, as in
+    // `agml evaluate`: the projection figure would be meaningless.
+    let mut corrupted = 0;
+    for entry in std::fs::read_dir(results.join("runs")).unwrap() {
+        let file = entry.unwrap().path().join("test-embeddings.npy");
+        let array = read_npy(&file).unwrap();
+        let agml::eval::npy::NpyValues::Float(mut values) = array.values else {
+            panic!("{}: not float", file.display());
+        };
+        values[3 * array.shape[1] + 1] = f32::NAN;
+        std::fs::write(&file, agml::eval::npy::f32_npy(&values, &array.shape)).unwrap();
+        corrupted += 1;
+    }
+    assert!(corrupted > 0);
+    let report = agml(&["report", &smoke, "--results", results_s, "--out", paper_s]);
+    let stderr = String::from_utf8_lossy(&report.stderr);
+    assert_eq!(report.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("test-embeddings.npy: row 3 has a non-finite value (NaN at column 1)"),
+        "{stderr}"
+    );
 }

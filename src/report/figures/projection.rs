@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use super::style::series_colour;
 use super::{Drawn, FAMILY, Figure, extent};
-use crate::eval::npy::{NpyValues, read_npy};
+use crate::eval::evaluate::{read_embeddings, read_labels};
 use crate::store::{EmbeddedSet, RunFile};
 
 /// At most this many classes are drawn (colours stay distinguishable), and at most this many
@@ -104,21 +104,13 @@ impl ProjectionPanel {
     /// Reads a run's test embeddings; keeps the first [`MAX_CLASSES`] classes (by label) and
     /// every k-th of their points so at most [`MAX_POINTS`] remain.
     pub fn load(dir: &Path, title: String) -> anyhow::Result<(ProjectionPanel, Vec<i64>)> {
-        let embeddings = read_npy(&dir.join(RunFile::Embeddings(EmbeddedSet::Test).name()))?;
-        let labels = match read_npy(&dir.join(RunFile::Labels(EmbeddedSet::Test).name()))?.values {
-            NpyValues::Int(v) => v,
-            NpyValues::Float(v) => v.iter().map(|&x| x as i64).collect(),
-        };
-        let (NpyValues::Float(values), [n, d]) = (
-            embeddings.values,
-            <[usize; 2]>::try_from(embeddings.shape.as_slice())?,
-        ) else {
-            anyhow::bail!(
-                "{}: {} is not float32",
-                dir.display(),
-                RunFile::Embeddings(EmbeddedSet::Test)
-            );
-        };
+        // The readers `agml evaluate` uses: a NaN or infinite value is bad input naming the
+        // file and row (a projection of it would be meaningless).
+        let embeddings_file = dir.join(RunFile::Embeddings(EmbeddedSet::Test).name());
+        let labels_file = dir.join(RunFile::Labels(EmbeddedSet::Test).name());
+        let (values, d) = read_embeddings(&embeddings_file)?;
+        let labels = read_labels(&labels_file)?;
+        let n = values.len() / d;
         anyhow::ensure!(
             labels.len() == n,
             "{}: {n} embeddings, {} labels",
