@@ -6,10 +6,15 @@ argument `all`, NMI too (faiss k-means with k = the classes, niter=20).
 
 With G.npy and GL.npy the queries E are ranked against that gallery (ref_includes_query=False).
 
-Prints one JSON object: seconds (of get_accuracy only), the metric values, peak RSS in MiB.
+Prints one JSON object: seconds (of get_accuracy only), the metric values, peak RSS in MiB,
+and the kernel set faiss's OpenBLAS runs (`blas_core`: its speed decides the reference's; an
+old OpenBLAS can take a new CPU for an old one unless OPENBLAS_CORETYPE names it).
 """
 
+import ctypes
+import glob
 import json
+import os
 import resource
 import sys
 import time
@@ -28,6 +33,18 @@ try:
     faiss.omp_set_num_threads(threads)
 except ImportError:
     sys.exit("faiss-cpu is not installed in this environment (make bench-env)")
+
+
+
+def blas_core():
+    """OpenBLAS's name for the kernels it chose (e.g. Haswell, SkylakeX), or None."""
+    libs = os.path.join(os.path.dirname(faiss.__file__), os.pardir, "faiss_cpu.libs")
+    for path in glob.glob(os.path.join(libs, "libopenblas*.so*")):
+        lib = ctypes.CDLL(path)
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    return None
+
 
 everything = len(sys.argv) > 4 and sys.argv[4] == "all"
 include = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
@@ -57,6 +74,7 @@ print(
             },
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": threads,
+            "blas_core": blas_core(),
         }
     )
 )

@@ -485,6 +485,8 @@ fn eval_line(
         "threads": threads,
         "agml_peak_rss_mib": ours["peak_rss_mib"],
         "reference_peak_rss_mib": reference["peak_rss_mib"],
+        // faiss's BLAS kernels: the reference's speed depends on which it runs.
+        "reference_blas": reference["blas_core"],
         "max_value_difference": max_diff,
         "date": agml::store::utc_now(),
     }))
