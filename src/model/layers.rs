@@ -5,7 +5,7 @@
 //! reproducible whatever else the process does.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, linear};
+use burn::tensor::module::linear;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -94,12 +94,15 @@ impl Conv2d {
     /// `[n, in, h, w]` -> `[n, out, h / stride, w / stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(
-            x,
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
-            options,
-        )
+        // agml's convolution: burn's forward and input gradient, agml's weight gradient.
+        let y = super::conv::conv2d(x, self.weight.val(), options);
+        match &self.bias {
+            Some(bias) => {
+                let [n, out, h, w] = y.dims();
+                y + bias.val().reshape([1, out, 1, 1]).expand([n, out, h, w])
+            }
+            None => y,
+        }
     }
 }
 

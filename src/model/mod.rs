@@ -2,6 +2,7 @@
 
 pub mod backbones;
 pub mod batchnorm;
+pub mod conv;
 pub mod embedder;
 pub mod heads;
 pub mod layers;
