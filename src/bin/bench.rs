@@ -708,15 +708,20 @@ fn train_bench(python: &str, threads: usize) -> anyhow::Result<Vec<Value>> {
             let ours = train_step_seconds(&step_bench, backbone, size, steps, backend, threads)?;
             let ratio = ours / reference;
             let target = if backend == "tch" { 1.0 } else { 1.5 };
+            let images_per_second = |seconds: f64| STEP_BATCH as f64 / seconds;
             println!(
-                "{name}: {size}x{size}, batch {STEP_BATCH}: agml {ours:.3} s/step, PyTorch {reference:.3} \
-                 s/step: ratio {ratio:.2} (target <= {target})"
+                "{name}: {size}x{size}, batch {STEP_BATCH}: agml {ours:.3} s/step ({:.1} images/s), \
+                 PyTorch {reference:.3} s/step ({:.1} images/s): ratio {ratio:.2} (target <= {target})",
+                images_per_second(ours),
+                images_per_second(reference),
             );
             lines.push(json!({
                 "name": name,
                 "agml_seconds": ours,
                 "reference": format!("PyTorch 2.9.0 eager, same {backbone} + attentive head, margin + diversity loss, Adam, {size}x{size}, batch {STEP_BATCH}"),
                 "reference_seconds": reference,
+                "agml_images_per_second": images_per_second(ours),
+                "reference_images_per_second": images_per_second(reference),
                 "ratio": ratio,
                 "threads": threads,
                 "date": agml::store::utc_now(),
