@@ -21,6 +21,6 @@ pub use trainer::Trainer;
 
 /// Version of what a run computes: bump it when a change alters the numbers a cell produces,
 /// so that runs made before show as stale. 6: NMI and F1 from faiss-style k-means (issue 14).
-/// 7: convolution weight gradients as agml's im2col products on flex (issue 15): the same
-/// gradients summed in another order.
+/// 7: convolution gradients (issue 15): agml's im2col weight gradient on flex, libtorch's own
+/// convolution backward on tch; the same gradients summed in another order.
 pub const SEMANTICS: u32 = 7;
