@@ -102,6 +102,15 @@ impl<'a> Points<'a> {
     fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
+
+    /// The squared distance of row `i` to `centroid`, summed in f64.
+    fn squared_distance(&self, i: usize, centroid: &[f32]) -> f64 {
+        self.row(i)
+            .iter()
+            .zip(centroid)
+            .map(|(x, y)| f64::from(x - y).powi(2))
+            .sum()
+    }
 }
 
 fn squared_norm(row: &[f32]) -> f32 {
@@ -163,13 +172,7 @@ impl Assignment {
             .par_iter()
             .map(|&i| {
                 let c = &centroids[self.cluster[i] * dim..(self.cluster[i] + 1) * dim];
-                let squared: f32 = points
-                    .row(i)
-                    .iter()
-                    .zip(c)
-                    .map(|(x, y)| (x - y) * (x - y))
-                    .sum();
-                (squared * (1.0 + rounding(dim))).sqrt()
+                (points.squared_distance(i, c) as f32 * (1.0 + rounding(dim))).sqrt()
             })
             .collect();
         let mut unsettled = Vec::new();
@@ -195,8 +198,7 @@ impl Assignment {
     fn assign_in_full(&mut self, points: &Points, centroids: &[f32], which: &[usize]) {
         let dim = points.dim;
         let k = centroids.len() / dim;
-        let norms: Vec<f32> = centroids.chunks(dim).map(squared_norm).collect();
-        let largest_norm = norms.iter().copied().fold(0.0, f32::max);
+        let bounds = Bounds::of(centroids, dim);
         let found: Vec<(usize, f32, f32)> = which
             .par_chunks(BLOCK)
             .flat_map_iter(|block| {
@@ -207,14 +209,9 @@ impl Assignment {
                     .iter()
                     .zip(products.chunks(k))
                     .map(|(&i, row)| {
-                        let (best, first, second) = nearest_two(row, &norms);
+                        let (best, first, second) = nearest_two(row, &bounds.norms);
                         let own = points.norms[i];
-                        // |error of x.c| <= d u |x| |c| <= d u (|x|^2 + |c|^2) / 2, twice in a
-                        // score: a margin of d u (|x|^2 + max |c|^2) on each squared distance.
-                        let margin = rounding(dim) * (own + largest_norm);
-                        let upper = (own + first + margin).max(0.0).sqrt();
-                        let lower = (own + second - margin).max(0.0).sqrt();
-                        (best, upper, lower)
+                        (best, bounds.upper(own, first), bounds.lower(own, second))
                     })
                     .collect();
                 nearest.into_iter()
@@ -225,6 +222,43 @@ impl Assignment {
             self.upper[i] = upper;
             self.lower[i] = lower;
         }
+    }
+}
+
+/// Distance bounds from the scores `|c|^2 - 2 x.c` of matrix products with a set of
+/// centroids, widened by the products' rounding: |error of x.c| <= d u |x| |c|, which is at
+/// most d u (|x|^2 + |c|^2) / 2, twice in a score, so a margin of d u (|x|^2 + max |c|^2) on
+/// each squared distance.
+struct Bounds {
+    dim: usize,
+    /// The centroids' squared norms.
+    norms: Vec<f32>,
+    largest_norm: f32,
+}
+
+impl Bounds {
+    fn of(centroids: &[f32], dim: usize) -> Self {
+        let norms: Vec<f32> = centroids.chunks(dim).map(squared_norm).collect();
+        let largest_norm = norms.iter().copied().fold(0.0, f32::max);
+        Self {
+            dim,
+            norms,
+            largest_norm,
+        }
+    }
+
+    fn margin(&self, own: f32) -> f32 {
+        rounding(self.dim) * (own + self.largest_norm)
+    }
+
+    /// At least the distance of a point with squared norm `own` to a centroid of `score`.
+    fn upper(&self, own: f32, score: f32) -> f32 {
+        (own + score + self.margin(own)).max(0.0).sqrt()
+    }
+
+    /// At most that distance.
+    fn lower(&self, own: f32, score: f32) -> f32 {
+        (own + score - self.margin(own)).max(0.0).sqrt()
     }
 }
 
@@ -283,8 +317,7 @@ fn nearest_of(points: &Points, centroids: &[f32], which: &[usize], cluster: &[us
         .iter()
         .flat_map(|&c| centroids[c * dim..(c + 1) * dim].to_vec())
         .collect();
-    let norms: Vec<f32> = chosen.chunks(dim).map(squared_norm).collect();
-    let largest_norm = norms.iter().copied().fold(0.0, f32::max);
+    let bounds = Bounds::of(&chosen, dim);
     let m = which.len();
     points
         .data
@@ -300,13 +333,12 @@ fn nearest_of(points: &Points, centroids: &[f32], which: &[usize], cluster: &[us
                     let i = b * BLOCK + r;
                     let score = row
                         .iter()
-                        .zip(&norms)
+                        .zip(&bounds.norms)
                         .zip(which)
                         .filter(|&(_, &c)| c != cluster[i])
                         .map(|((p, norm), _)| norm - 2.0 * p)
                         .fold(f32::INFINITY, f32::min);
-                    let margin = rounding(dim) * (points.norms[i] + largest_norm);
-                    (points.norms[i] + score - margin).max(0.0).sqrt()
+                    bounds.lower(points.norms[i], score)
                 })
                 .collect();
             nearest.into_iter()
@@ -320,15 +352,7 @@ fn inertia(points: &Points, centroids: &[f32], cluster: &[usize]) -> f64 {
     cluster
         .par_iter()
         .enumerate()
-        .map(|(i, &c)| {
-            let centroid = &centroids[c * dim..(c + 1) * dim];
-            points
-                .row(i)
-                .iter()
-                .zip(centroid)
-                .map(|(x, y)| f64::from(x - y).powi(2))
-                .sum::<f64>()
-        })
+        .map(|(i, &c)| points.squared_distance(i, &centroids[c * dim..(c + 1) * dim]))
         .collect::<Vec<f64>>()
         .iter()
         .sum()

@@ -1,6 +1,7 @@
-//! Exact Euclidean k-nearest neighbours by blocked matrix products, streamed: each block of
-//! queries is ranked against every reference and handed to a callback, so memory stays at
-//! one block of distances per thread (never an n x n matrix).
+//! Exact Euclidean k-nearest neighbours by blocked matrix products, streamed: each tile of
+//! queries is ranked against the references a tile at a time and handed to a callback, so
+//! memory stays at one tile of distances and the tile's neighbour lists per thread (never an
+//! n x n matrix).
 //!
 //! Leave-one-out (queries = references) needs only half the products: the distance matrix is
 //! symmetric, so each tile above the diagonal is computed once and feeds the neighbour lists
@@ -152,7 +153,8 @@ where
 /// Points per tile (a tile holds TILE^2 distances).
 const TILE: usize = 512;
 /// The symmetric search keeps up to twice each query's depth of candidates; above this many
-/// bytes of candidates in all it falls back to the row-by-row search (bounded memory).
+/// bytes of candidates in all it falls back to [`map_neighbourhoods`], which holds one query
+/// tile's lists at a time (bounded memory).
 const SELF_CANDIDATE_BYTES: usize = 1 << 30;
 
 /// The `depth` nearest candidates seen so far, for every query of a tile: a buffer of up to
