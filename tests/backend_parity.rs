@@ -1,5 +1,5 @@
 //! flex and tch agree: the same weights and the same fixed batch give the same embedding
-//! (within 1e-4) and the same loss (within 1e-5 relative). Built only with both backends:
+//! (within 1e-4) and the same loss (within 1e-5 relative; the diversity loss 5e-5). Built only with both backends:
 //! `make test BACKEND=tch`.
 #![cfg(all(feature = "flex", feature = "tch"))]
 
@@ -111,13 +111,21 @@ fn assert_same(backbone: BackboneKind, head: HeadKind, size: usize) {
         let maps = max_abs_diff(a, b);
         assert!(maps <= 1e-4, "{backbone} + {head}: maps differ by {maps:e}");
     }
-    for (name, (a, b)) in ["margin", "multi-similarity", "diversity"]
-        .iter()
-        .zip(flex.losses.iter().zip(&tch.losses))
+    // The diversity loss is softplus(50 (cos - 0.5)): 50 times as steep in the embeddings as
+    // the metric losses, so the same embedding difference moves it 50 times as far (gate head
+    // on ResNet-18: 7e-6 apart in the embeddings, 1.5e-5 relative in the diversity loss, since
+    // tch's BatchNorm normalises as x * scale + shift and flex's as (x - mean) * scale).
+    for ((name, tolerance), (a, b)) in [
+        ("margin", 1e-5),
+        ("multi-similarity", 1e-5),
+        ("diversity", 5e-5),
+    ]
+    .iter()
+    .zip(flex.losses.iter().zip(&tch.losses))
     {
         let relative = (a - b).abs() / a.abs().max(1e-12);
         assert!(
-            relative <= 1e-5,
+            relative <= *tolerance,
             "{backbone} + {head}: {name} loss flex {a} vs tch {b} ({relative:e} relative)"
         );
     }

@@ -369,9 +369,10 @@ fn pytorch_float32() -> Float32 {
 }
 
 /// How many times PyTorch float32's count of elements beyond the tolerance a backend may
-/// have (different rounding tips different near-zero gradients): measured 2026-12-02, flex
-/// 1,374 elements (2.5x), tch 112 (0.2x) since the convolution's backward pass is libtorch's
-/// own (src/model/conv/tch.rs); with burn-tch's weight gradient it was 34,660 (63x).
+/// have (different rounding tips different near-zero gradients): measured 2026-12-02 at
+/// semantics 8, flex 1,363 elements (2.5x), tch 1,804 (3.3x: libtorch's BatchNorm normalises
+/// as x * scale + shift, as PyTorch's CPU kernel does); with burn-tch's convolution weight
+/// gradient it was 34,660 (63x).
 fn allowance(_backend: Backend) -> usize {
     5
 }

@@ -1,9 +1,46 @@
-//! Frozen BatchNorm, two ways: the authors' (running statistics fixed, gamma and beta still
+//! A backbone's BatchNorm layers: their forward pass through agml's BatchNorm operations, and
+//! frozen BatchNorm, two ways: the authors' (running statistics fixed, gamma and beta still
 //! trained: `module.eval(); module.train = lambda _: None` in DGML-master's resnet50.py) and a
 //! full freeze (statistics and affine parameters fixed).
 
 use burn::module::Module;
 use burn::nn::BatchNorm;
+use burn::tensor::Tensor;
+
+use super::ops::{batch_norm_batch_stats, batch_norm_fixed_stats};
+
+/// `bn` applied to `x` `[n, c, h, w]` with burn's BatchNorm semantics, one operation each way:
+/// while training (an autodiff device and the layer's training flag set), the batch's
+/// statistics, and the running ones updated with the layer's momentum (biased variance, as
+/// burn does); otherwise the running statistics.
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    if !(device.is_autodiff() && bn.training.is_enabled()) {
+        return batch_norm_fixed_stats(
+            x,
+            bn.gamma.val(),
+            bn.beta.val(),
+            bn.running_mean.value().to_device(&device),
+            bn.running_var.value().to_device(&device),
+            bn.epsilon,
+        );
+    }
+    let (output, mean, variance) =
+        batch_norm_batch_stats(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let momentum = bn.momentum;
+    let update = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - momentum)
+            .add(batch.detach().mul_scalar(momentum))
+            .detach()
+    };
+    bn.running_mean
+        .update(update(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(update(bn.running_var.value_sync(), variance));
+    output
+}
 
 /// How a backbone's BatchNorm layers are frozen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -95,7 +95,7 @@ impl Conv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
         // agml's convolution: burn's forward and input gradient, agml's weight gradient.
-        let y = super::conv::conv2d(x, self.weight.val(), options);
+        let y = super::ops::conv2d(x, self.weight.val(), options);
         match &self.bias {
             Some(bias) => {
                 let [n, out, h, w] = y.dims();

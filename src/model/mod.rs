@@ -2,10 +2,10 @@
 
 pub mod backbones;
 pub mod batchnorm;
-pub mod conv;
 pub mod embedder;
 pub mod heads;
 pub mod layers;
+pub mod ops;
 
 pub use backbones::{Backbone, BackboneConfig, BackboneKind};
 pub use embedder::{Embedder, EmbedderConfig};

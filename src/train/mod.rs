@@ -22,5 +22,8 @@ pub use trainer::Trainer;
 /// Version of what a run computes: bump it when a change alters the numbers a cell produces,
 /// so that runs made before show as stale. 6: NMI and F1 from faiss-style k-means (issue 14).
 /// 7: convolution gradients (issue 15): agml's im2col weight gradient on flex, libtorch's own
-/// convolution backward on tch; the same gradients summed in another order.
-pub const SEMANTICS: u32 = 7;
+/// convolution backward on tch; the same gradients summed in another order. 8: the backbone's
+/// operations as agml's own (issue 15, `src/model/ops/`): on flex the whole convolution as
+/// products over several images' patch matrices and BatchNorm as one kernel each way; on tch
+/// libtorch's native BatchNorm and its backward.
+pub const SEMANTICS: u32 = 8;

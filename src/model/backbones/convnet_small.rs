@@ -1,11 +1,11 @@
 //! A small CNN for 28x28 grey images that keeps a 7x7 map at its last stage (total stride 4).
 
+use crate::model::ops::relu;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 
-use crate::model::batchnorm::FreezeBatchNorm;
+use crate::model::batchnorm::{FreezeBatchNorm, batch_norm};
 use crate::model::layers::{Conv2d, ParamInit};
 
 /// (output channels, stride) of each 3x3 conv + BN + ReLU block.
@@ -64,7 +64,7 @@ impl ConvNetSmall {
     /// `[n, c, 28, 28]` -> `[n, 64, 7, 7]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.blocks.iter().fold(x, |x, block| {
-            relu(block.norm.forward(block.conv.forward(x)))
+            relu(batch_norm(&block.norm, block.conv.forward(x)))
         })
     }
 }

@@ -3,14 +3,14 @@
 //! BN-Inception ("Batch Normalization", Ioffe & Szegedy, ICML 2015), the backbone of most deep
 //! metric learning papers. Both end at their last inception block (1024 channels, stride 32).
 
+use crate::model::ops::relu;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 
-use crate::model::batchnorm::FreezeBatchNorm;
+use crate::model::batchnorm::{FreezeBatchNorm, batch_norm};
 use crate::model::layers::{Conv2d, ParamInit};
 
 /// Conv, BatchNorm, ReLU (torchvision's `BasicConv2d`: `conv`, `bn`).
@@ -46,7 +46,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+        relu(batch_norm(&self.bn, self.conv.forward(x)))
     }
 
     fn freeze_batchnorm(self, mode: FreezeBatchNorm) -> Self {

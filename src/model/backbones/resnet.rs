@@ -2,14 +2,14 @@
 //! 2016) in torchvision's layout, so that torchvision state dicts load by name. The
 //! classifier is dropped: the backbone ends at layer4's map (total stride 32).
 
+use crate::model::ops::relu;
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 
-use crate::model::batchnorm::FreezeBatchNorm;
+use crate::model::batchnorm::{FreezeBatchNorm, batch_norm};
 use crate::model::layers::{Conv2d, ParamInit};
 
 /// Which ResNet.
@@ -109,13 +109,13 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let mut out = relu(self.bn1.forward(self.conv1.forward(x)));
-        out = self.bn2.forward(self.conv2.forward(out));
+        let mut out = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        out = batch_norm(&self.bn2, self.conv2.forward(out));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
+            out = batch_norm(bn3, conv3.forward(relu(out)));
         }
         relu(out + identity)
     }
@@ -185,7 +185,7 @@ impl ResNet {
 
     /// `[n, c, H, W]` -> `[n, C, H/32, W/32]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
         let x = max_pool2d(
             x,
             MaxPoolOptions::new([3, 3])

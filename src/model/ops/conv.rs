@@ -1,17 +1,9 @@
-//! 2-D convolution as a burn backend extension with its own backward pass, because burn
-//! computes every weight gradient as a convolution of the input with the output gradient
-//! (batch and channels swapped, the stride as dilation), the slow part of a ResNet step:
-//! - flex ([`flex`]): burn's forward pass and input gradient, and a weight gradient of agml's
-//!   own, one matrix product per image ([`weight_gradient`]);
-//! - tch ([`tch`]): libtorch's own convolution backward (oneDNN on a CPU, cuDNN on a GPU),
-//!   through libtorch's autograd on the graph of the forward convolution.
-// burn marks its LibTorch backend deprecated; agml's tch backend is built on it.
-#![cfg_attr(feature = "tch", allow(deprecated))]
-
-mod flex;
-#[cfg(feature = "tch")]
-mod tch;
-pub mod weight_gradient;
+//! 2-D convolution with its own backward pass, because burn computes every weight gradient as
+//! a convolution of the input with the output gradient (batch and channels swapped, the stride
+//! as dilation), the slow part of a ResNet step:
+//! - flex: agml's convolution forward and backward, matrix products over the patch matrices
+//!   of several images at once ([`super::flex::im2col`]);
+//! - tch: libtorch's `convolution_backward` (oneDNN on a CPU, cuDNN on a GPU).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -65,6 +57,28 @@ pub trait ConvGradients: Backend {
         options: &ConvOptions<2>,
         input_grad: bool,
     ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>);
+
+    /// burn's own gradients, for what a backend's kernels do not cover.
+    fn burns_conv2d_gradients(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: &ConvOptions<2>,
+        input_grad: bool,
+    ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>) {
+        let dx = input_grad.then(|| {
+            Self::conv2d_x_backward(
+                x.clone(),
+                weight.clone(),
+                output_grad.clone(),
+                options.clone(),
+            )
+        });
+        (
+            dx,
+            Self::conv2d_weight_backward(x, weight, output_grad, options.clone()),
+        )
+    }
 }
 
 /// The backward pass: the backend's [`ConvGradients`].
@@ -150,18 +164,9 @@ mod tests {
         ]
     }
 
-    /// Every backend this build has, with autodiff.
-    fn devices() -> Vec<Device> {
-        #[allow(unused_mut)]
-        let mut devices = vec![Device::flex().autodiff()];
-        #[cfg(feature = "tch")]
-        devices.push(Device::libtorch().autodiff());
-        devices
-    }
-
     #[test]
     fn gradients_equal_burns_for_every_backbone_shape() {
-        for device in devices() {
+        for device in crate::model::ops::test_devices() {
             gradients_equal_burns_on(&device);
         }
     }

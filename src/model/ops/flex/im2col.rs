@@ -1,0 +1,587 @@
+//! A 2-D convolution on flex as matrix products over patch matrices (im2col), forward and
+//! backward, several images per product:
+//! - output: `y[co, (n, p)] = sum_c W[co, c] * col[c, (n, p)]`,
+//! - input gradient: `dcol = W^T dy`, added back into the image (col2im),
+//! - weight gradient: `dW += dy col^T`,
+//!
+//! where `col[(ci, i, j), (n, p)]` holds the input value under kernel tap (i, j) of channel ci at
+//! output position p of image n.
+//!
+//! burn-flex convolves image by image in tiles of output positions and computes the gradients
+//! as convolutions (the weight gradient with batch and channels swapped): on the small maps of
+//! a ResNet's later layers (4 to 64 positions per image) every product is a sliver far below
+//! the speed of the gemm kernel. Here a product spans as many images as it takes to give it
+//! [`COLUMNS`] columns, within a memory budget for the patch matrix.
+//!
+//! Products run in a fixed order and gemm splits none of their sums across threads, so the
+//! results do not depend on the thread count.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// Columns a product aims at: enough for the gemm kernel's full speed.
+const COLUMNS: usize = 1024;
+/// Largest patch matrix of a block of images, in f32 values (32 MiB).
+const PATCH_BUDGET: usize = 8 << 20;
+
+/// The geometry of one convolution (NCHW input, OIHW weight, no groups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// Output height and width (PyTorch's formula).
+    pub fn output(&self) -> [usize; 2] {
+        std::array::from_fn(|a| {
+            (self.input[a] + 2 * self.padding[a] - self.dilation[a] * (self.kernel[a] - 1) - 1)
+                / self.stride[a]
+                + 1
+        })
+    }
+
+    /// Elements of one input patch: `in_channels * kh * kw`.
+    fn patch(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// A 1x1 convolution with stride 1 and no padding reads each image as its own patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+}
+
+/// Where a kernel tap reads: the output rows that see the input (with their input row), the
+/// output columns that do and the input column of the first of them.
+struct Tap {
+    rows: Vec<(usize, usize)>,
+    columns: std::ops::Range<usize>,
+    first: usize,
+    /// No output position of the tap is in the padding.
+    whole: bool,
+}
+
+/// A row-major matrix `rows x cols`, or the transpose of one stored row-major.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    values: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+impl<'a> View<'a> {
+    fn new(values: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(values.len(), rows * cols, "matrix size");
+        Self {
+            values,
+            rows,
+            cols,
+            transposed: false,
+        }
+    }
+
+    /// The transpose of this matrix.
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// (column stride, row stride).
+    fn strides(&self) -> (isize, isize) {
+        match self.transposed {
+            false => (1, self.cols as isize),
+            true => (self.rows as isize, 1),
+        }
+    }
+}
+
+/// `dst (+)= lhs rhs`, dst row-major `lhs.rows x rhs.cols`; `accumulate`: add to dst.
+fn product(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert_eq!(rhs.rows, k, "inner dimensions");
+    assert_eq!(dst.len(), m * n, "destination size");
+    let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (lhs.strides(), rhs.strides());
+    // SAFETY: each view's values hold exactly rows x cols elements (checked in View::new) and
+    // the strides address them row-major or transposed; dst holds m x n (checked above).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.values.as_ptr(),
+            lhs_cs,
+            lhs_rs,
+            rhs.values.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// Images per product: enough for [`COLUMNS`] columns, within [`PATCH_BUDGET`].
+fn block_images(geometry: &ConvGeometry) -> usize {
+    let [ho, wo] = geometry.output();
+    let positions = (ho * wo).max(1);
+    let by_columns = COLUMNS.div_ceil(positions);
+    let by_memory = (PATCH_BUDGET / (geometry.patch() * positions).max(1)).max(1);
+    by_columns.min(by_memory).clamp(1, geometry.batch.max(1))
+}
+
+/// `[images, channels, positions]` -> `[channels, images * positions]`.
+fn channels_first(block: &[f32], channels: usize, positions: usize, out: &mut Vec<f32>) {
+    let images = block.len() / (channels * positions).max(1);
+    out.resize(block.len(), 0.0);
+    out.par_chunks_mut(images * positions)
+        .enumerate()
+        .for_each(|(c, row)| {
+            for (n, segment) in row.chunks_mut(positions).enumerate() {
+                let start = (n * channels + c) * positions;
+                segment.copy_from_slice(&block[start..start + positions]);
+            }
+        });
+}
+
+/// `[channels, images * positions]` -> `[images, channels, positions]`, into `out`.
+fn images_first(matrix: &[f32], channels: usize, positions: usize, out: &mut [f32]) {
+    let images = matrix.len() / (channels * positions).max(1);
+    out.par_chunks_mut(positions)
+        .enumerate()
+        .for_each(|(index, segment)| {
+            let (n, c) = (index / channels, index % channels);
+            let start = c * images * positions + n * positions;
+            segment.copy_from_slice(&matrix[start..start + positions]);
+        });
+}
+
+/// The output `[batch, out_channels, ho, wo]` of the convolution of `x` `[batch,
+/// in_channels, h, w]` with `weight` `[out_channels, in_channels, kh, kw]`.
+pub fn forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    forward_in_blocks(geometry, x, weight, block_images(geometry))
+}
+
+/// [`forward`] with `images` images per product.
+fn forward_in_blocks(
+    geometry: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    images: usize,
+) -> Vec<f32> {
+    let (image_len, output_len, positions) = geometry.lengths();
+    assert_eq!(x.len(), geometry.batch * image_len, "input size");
+    let weights = View::new(weight, geometry.out_channels, geometry.patch());
+    let mut y = vec![0f32; geometry.batch * output_len];
+    let (mut columns, mut products) = (Vec::new(), Vec::new());
+    for (block, out) in x
+        .chunks(images * image_len)
+        .zip(y.chunks_mut(images * output_len))
+    {
+        let images = block.len() / image_len;
+        let columns = geometry.patches(block, &mut columns);
+        if images == 1 {
+            product(
+                out,
+                weights,
+                View::new(columns, geometry.patch(), positions),
+                false,
+            );
+            continue;
+        }
+        products.resize(out.len(), 0.0);
+        let columns = View::new(columns, geometry.patch(), images * positions);
+        product(&mut products, weights, columns, false);
+        images_first(&products, geometry.out_channels, positions, out);
+    }
+    y
+}
+
+/// `dL/dx` (when `input_grad`) and `dL/dW` `[out_channels, in_channels, kh, kw]` of the
+/// convolution from its input `x`, weight and output gradient `grad` `[batch, out_channels,
+/// ho, wo]`.
+pub fn backward(
+    geometry: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+    input_grad: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    backward_in_blocks(
+        geometry,
+        x,
+        weight,
+        grad,
+        input_grad,
+        block_images(geometry),
+    )
+}
+
+/// [`backward`] with `block_len` images per product.
+fn backward_in_blocks(
+    geometry: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+    input_grad: bool,
+    block_len: usize,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (image_len, output_len, positions) = geometry.lengths();
+    assert_eq!(x.len(), geometry.batch * image_len, "input size");
+    assert_eq!(
+        grad.len(),
+        geometry.batch * output_len,
+        "output gradient size"
+    );
+    let patch = geometry.patch();
+    let weights = View::new(weight, geometry.out_channels, patch);
+    let mut dw = vec![0f32; geometry.out_channels * patch];
+    let mut dx = input_grad.then(|| vec![0f32; x.len()]);
+    let (mut columns, mut grads, mut dcolumns) = (Vec::new(), Vec::new(), Vec::new());
+    let blocks = x
+        .chunks(block_len * image_len)
+        .zip(grad.chunks(block_len * output_len));
+    for (index, (block, g)) in blocks.enumerate() {
+        let images = block.len() / image_len;
+        let g = if images == 1 {
+            g
+        } else {
+            channels_first(g, geometry.out_channels, positions, &mut grads);
+            &grads
+        };
+        let g = View::new(g, geometry.out_channels, images * positions);
+        if let Some(dx) = &mut dx {
+            let dx = &mut dx[index * block_len * image_len..][..block.len()];
+            if geometry.is_pointwise() && images == 1 {
+                product(dx, weights.t(), g, false);
+            } else {
+                dcolumns.resize(patch * images * positions, 0.0);
+                product(&mut dcolumns, weights.t(), g, false);
+                geometry.add_patches(&dcolumns, images, dx);
+            }
+        }
+        let columns = View::new(
+            geometry.patches(block, &mut columns),
+            patch,
+            images * positions,
+        );
+        product(&mut dw, g, columns.t(), index > 0);
+    }
+    (dx, dw)
+}
+
+impl ConvGeometry {
+    /// (values per input image, per output image, output positions per image).
+    fn lengths(&self) -> (usize, usize, usize) {
+        let [h, w] = self.input;
+        let [ho, wo] = self.output();
+        (
+            self.in_channels * h * w,
+            self.out_channels * ho * wo,
+            ho * wo,
+        )
+    }
+
+    /// The patch matrix `[in_channels * kh * kw, images * ho * wo]` of a block of images
+    /// (`[images, in_channels, h, w]`), written into `columns`; a single image of a pointwise
+    /// convolution is its own patch matrix.
+    fn patches<'a>(&self, block: &'a [f32], columns: &'a mut Vec<f32>) -> &'a [f32] {
+        let (image_len, _, positions) = self.lengths();
+        let images = block.len() / image_len;
+        if self.is_pointwise() {
+            if images == 1 {
+                return block;
+            }
+            channels_first(block, self.in_channels, positions, columns);
+            return columns;
+        }
+        let taps = self.taps();
+        let plane = self.input[0] * self.input[1];
+        columns.resize(self.patch() * images * positions, 0.0);
+        columns
+            .par_chunks_mut(taps.len() * images * positions)
+            .enumerate()
+            .for_each(|(ci, rows)| {
+                for (tap, row) in taps.iter().zip(rows.chunks_mut(images * positions)) {
+                    for (n, segment) in row.chunks_mut(positions).enumerate() {
+                        let channel = &block[(n * self.in_channels + ci) * plane..][..plane];
+                        self.gather(tap, channel, segment);
+                    }
+                }
+            });
+        columns
+    }
+
+    /// Where each kernel tap reads, tap by tap (row-major over the kernel).
+    fn taps(&self) -> Vec<Tap> {
+        let [ho, _] = self.output();
+        let [kh, kw] = self.kernel;
+        (0..kh * kw)
+            .map(|tap| {
+                let (i, j) = (tap / kw, tap % kw);
+                let (columns, first) = self.valid(1, j);
+                let rows: Vec<(usize, usize)> = (0..ho)
+                    .filter_map(|oy| self.source(0, oy, i, self.input[0]).map(|iy| (oy, iy)))
+                    .filter(|_| !columns.is_empty())
+                    .collect();
+                let whole = rows.len() == ho && columns == (0..self.output()[1]);
+                Tap {
+                    rows,
+                    columns,
+                    first,
+                    whole,
+                }
+            })
+            .collect()
+    }
+
+    /// One image's row of the patch matrix for `tap` from its input `channel`: the input under
+    /// the tap at each output position, 0 in the padding.
+    fn gather(&self, tap: &Tap, channel: &[f32], segment: &mut [f32]) {
+        let (w, wo, stride) = (self.input[1], self.output()[1], self.stride[1]);
+        if !tap.whole {
+            segment.fill(0.0);
+        }
+        for &(oy, iy) in &tap.rows {
+            let out = &mut segment[oy * wo..][tap.columns.clone()];
+            let line = &channel[iy * w + tap.first..(iy + 1) * w];
+            // Stride 1 apart: a plain copy.
+            if stride == 1 {
+                out.copy_from_slice(&line[..out.len()]);
+            } else {
+                for (value, &x) in out.iter_mut().zip(line.iter().step_by(stride)) {
+                    *value = x;
+                }
+            }
+        }
+    }
+
+    /// Adds one image's row of the patch matrix's gradient for `tap` into the gradient of its
+    /// input `plane` (the inverse of [`Self::gather`]).
+    fn scatter_add(&self, tap: &Tap, segment: &[f32], plane: &mut [f32]) {
+        let (w, wo, stride) = (self.input[1], self.output()[1], self.stride[1]);
+        for &(oy, iy) in &tap.rows {
+            let line = &segment[oy * wo..][tap.columns.clone()];
+            let target = &mut plane[iy * w + tap.first..(iy + 1) * w];
+            // Stride 1 apart: a loop the compiler vectorises.
+            if stride == 1 {
+                for (x, &value) in target.iter_mut().zip(line) {
+                    *x += value;
+                }
+            } else {
+                for (x, &value) in target.iter_mut().step_by(stride).zip(line) {
+                    *x += value;
+                }
+            }
+        }
+    }
+
+    /// The output coordinates along `axis` whose input under kernel tap `k` lies inside the
+    /// input (not in the padding), and the input coordinate of the first of them.
+    fn valid(&self, axis: usize, k: usize) -> (std::ops::Range<usize>, usize) {
+        let out = self.output()[axis];
+        let (stride, size) = (self.stride[axis], self.input[axis] as isize);
+        // Output o reads input o * stride + offset.
+        let offset = (k * self.dilation[axis]) as isize - self.padding[axis] as isize;
+        let start = ((-offset).max(0) as usize).div_ceil(stride).min(out);
+        let end = if size - offset <= 0 {
+            0
+        } else {
+            ((size - offset - 1) as usize / stride + 1).min(out)
+        };
+        let first = (start as isize * stride as isize + offset).max(0) as usize;
+        (start..end.max(start), first)
+    }
+
+    /// The input coordinate along `axis` that output coordinate `o` reads under kernel tap
+    /// `k`; `None` in the padding.
+    fn source(&self, axis: usize, o: usize, k: usize, size: usize) -> Option<usize> {
+        let at = (o * self.stride[axis] + k * self.dilation[axis]) as isize
+            - self.padding[axis] as isize;
+        (0..size as isize).contains(&at).then_some(at as usize)
+    }
+
+    /// Adds a patch matrix's gradient `[in_channels * kh * kw, images * ho * wo]` back into
+    /// the gradient of its images `dx` `[images, in_channels, h, w]` (col2im), in parallel
+    /// over input channels.
+    fn add_patches(&self, dcolumns: &[f32], images: usize, dx: &mut [f32]) {
+        let (_, _, positions) = self.lengths();
+        let taps = self.taps();
+        let rows = taps.len() * images * positions;
+        // The planes of each input channel, image by image: one task per channel.
+        let mut channels: Vec<Vec<&mut [f32]>> =
+            (0..self.in_channels).map(|_| Vec::new()).collect();
+        for (index, plane) in dx.chunks_mut(self.input[0] * self.input[1]).enumerate() {
+            channels[index % self.in_channels].push(plane);
+        }
+        channels
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(ci, mut planes)| {
+                let rows = &dcolumns[ci * rows..(ci + 1) * rows];
+                for (tap, row) in taps.iter().zip(rows.chunks(images * positions)) {
+                    for (plane, segment) in planes.iter_mut().zip(row.chunks(positions)) {
+                        self.scatter_add(tap, segment, plane);
+                    }
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definitions, summed in f64: output, input gradient and weight gradient.
+    struct Naive {
+        y: Vec<f64>,
+        dx: Vec<f64>,
+        dw: Vec<f64>,
+    }
+
+    fn naive(geometry: &ConvGeometry, x: &[f32], weight: &[f32], grad: &[f32]) -> Naive {
+        let [h, w] = geometry.input;
+        let [ho, wo] = geometry.output();
+        let [kh, kw] = geometry.kernel;
+        let (cin, cout) = (geometry.in_channels, geometry.out_channels);
+        let mut naive = Naive {
+            y: vec![0.0; geometry.batch * cout * ho * wo],
+            dx: vec![0.0; x.len()],
+            dw: vec![0.0; weight.len()],
+        };
+        for n in 0..geometry.batch {
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for (i, j) in (0..kh).flat_map(|i| (0..kw).map(move |j| (i, j))) {
+                        for (oy, ox) in (0..ho).flat_map(|oy| (0..wo).map(move |ox| (oy, ox))) {
+                            let (Some(iy), Some(ix)) =
+                                (geometry.source(0, oy, i, h), geometry.source(1, ox, j, w))
+                            else {
+                                continue;
+                            };
+                            let xi = ((n * cin + ci) * h + iy) * w + ix;
+                            let wi = ((co * cin + ci) * kh + i) * kw + j;
+                            let yi = ((n * cout + co) * ho + oy) * wo + ox;
+                            naive.y[yi] += f64::from(x[xi]) * f64::from(weight[wi]);
+                            naive.dx[xi] += f64::from(grad[yi]) * f64::from(weight[wi]);
+                            naive.dw[wi] += f64::from(grad[yi]) * f64::from(x[xi]);
+                        }
+                    }
+                }
+            }
+        }
+        naive
+    }
+
+    fn values(count: usize, salt: usize) -> Vec<f32> {
+        (0..count)
+            .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
+            .collect()
+    }
+
+    fn assert_close(what: &str, geometry: &ConvGeometry, fast: &[f32], slow: &[f64]) {
+        assert_eq!(fast.len(), slow.len(), "{what} size");
+        for (k, (a, b)) in fast.iter().zip(slow).enumerate() {
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{geometry:?} {what} element {k}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_backbone_shape_matches_the_definition() {
+        // (in, out, h, w, kernel, stride, padding, dilation): 1x1 (stride 1 and 2), 3x3 (stride
+        // 1 and 2), 5x5 and 7x7 stride 2 as the backbones use them; odd sizes, a dilation.
+        let cases = [
+            (8, 6, 9, 7, [1, 1], [1, 1], [0, 0], [1, 1]),
+            (8, 6, 9, 7, [1, 1], [2, 2], [0, 0], [1, 1]),
+            (5, 4, 9, 8, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (5, 4, 9, 8, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (3, 4, 11, 10, [5, 5], [1, 1], [2, 2], [1, 1]),
+            (3, 5, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
+            (4, 3, 10, 10, [3, 3], [1, 1], [2, 2], [2, 2]),
+            // The last maps of a small input: taps that see only padding.
+            (4, 3, 1, 1, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (4, 3, 2, 3, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (2, 3, 3, 3, [3, 3], [1, 1], [1, 1], [2, 2]),
+        ];
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+            let geometry = ConvGeometry {
+                batch: 3,
+                in_channels: cin,
+                input: [h, w],
+                out_channels: cout,
+                kernel,
+                stride,
+                padding,
+                dilation,
+            };
+            let [ho, wo] = geometry.output();
+            let x = values(3 * cin * h * w, 1);
+            let weight = values(cout * geometry.patch(), 5);
+            let grad = values(3 * cout * ho * wo, 2);
+            let slow = naive(&geometry, &x, &weight, &grad);
+            // One image per product, two (the last block short) and all three.
+            for images in [1, 2, 3] {
+                let y = forward_in_blocks(&geometry, &x, &weight, images);
+                assert_close("output", &geometry, &y, &slow.y);
+                let (dx, dw) = backward_in_blocks(&geometry, &x, &weight, &grad, true, images);
+                assert_close("input gradient", &geometry, &dx.expect("dx"), &slow.dx);
+                assert_close("weight gradient", &geometry, &dw, &slow.dw);
+            }
+            assert_eq!(
+                forward(&geometry, &x, &weight),
+                forward_in_blocks(&geometry, &x, &weight, 3)
+            );
+        }
+    }
+
+    #[test]
+    fn the_result_does_not_depend_on_the_thread_count() {
+        let geometry = ConvGeometry {
+            batch: 4,
+            in_channels: 16,
+            input: [20, 20],
+            out_channels: 32,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let x = values(4 * 16 * 400, 3);
+        let weight = values(32 * geometry.patch(), 6);
+        let grad = values(4 * 32 * 400, 4);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let y = forward(&geometry, &x, &weight);
+                    (y, backward(&geometry, &x, &weight, &grad, true))
+                })
+        };
+        assert_eq!(on(1), on(3));
+    }
+}
