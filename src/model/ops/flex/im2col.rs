@@ -136,8 +136,18 @@ fn product(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
             false,
             false,
             false,
-            Parallelism::Rayon(0),
+            parallelism(m * n * k),
         );
+    }
+}
+
+/// Threads for a product of `work` multiply-adds: one below a million (waking rayon's threads
+/// costs more than they save there), all above.
+fn parallelism(work: usize) -> Parallelism {
+    if work < 1 << 20 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(0)
     }
 }
 
