@@ -79,6 +79,20 @@ fn smoke_matrix_runs_reports_and_never_reruns() {
         // The backend the suite runs on (`make test BACKEND=tch` sets AGML_BACKEND).
         let backend = std::env::var("AGML_BACKEND").unwrap_or_else(|_| "flex".into());
         assert_eq!(manifest["provenance"]["backend"], backend.as_str());
+        // The machine that explains another machine's different numbers: the CPU, what each
+        // kernel family runs on it, the libraries' versions.
+        let machine = &manifest["provenance"]["machine"];
+        assert!(
+            machine["cpu"].as_str().is_some_and(|c| !c.is_empty()),
+            "{machine}"
+        );
+        assert!(
+            machine["cpu_simd"].as_str().is_some_and(|c| !c.is_empty()),
+            "{machine}"
+        );
+        assert_eq!(machine["libraries"]["burn"], "0.22.1");
+        let family = if backend == "tch" { "libtorch" } else { "gemm" };
+        assert!(machine["kernels"][family].is_string(), "{machine}");
         let metrics: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
                 .unwrap();

@@ -37,6 +37,7 @@ use std::time::Instant;
 use agml::data::{ImageSet, Images, Transform, View};
 use agml::eval::npy::{f32_npy, i64_npy};
 use agml::eval::retrieval_metrics;
+use agml::schedule::machine::{cpu_model, cpu_simd};
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -88,7 +89,7 @@ fn run() -> anyhow::Result<()> {
         "agml bench: {} threads, {} ({}), {}",
         threads,
         cpu_model(),
-        simd_level(),
+        cpu_simd(),
         agml::store::utc_now()
     );
     let mut results = Vec::new();
@@ -121,7 +122,7 @@ fn run() -> anyhow::Result<()> {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let (cpu, simd) = (cpu_model(), simd_level());
+    let (cpu, simd) = (cpu_model(), cpu_simd());
     for mut result in results {
         // Every record names the machine it was measured on: ratios differ between CPUs.
         result["cpu"] = json!(cpu);
@@ -132,35 +133,6 @@ fn run() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&all)? + "\n")?;
     println!("wrote {}", out.display());
     Ok(())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// The widest vector extension the CPU reports: AVX-512, AVX2 or neither.
-fn simd_level() -> &'static str {
-    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = flags
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or_default();
-    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
-    if has("avx512f") {
-        "AVX-512"
-    } else if has("avx2") {
-        "AVX2"
-    } else {
-        "SSE"
-    }
 }
 
 /// Peak resident set size of this process in MiB (VmHWM).
@@ -605,6 +577,7 @@ fn plan_bench(dir: &Path) -> anyhow::Result<Value> {
                 started: agml::store::utc_now(),
                 finished: agml::store::utc_now(),
                 wall_seconds: 0.0,
+                machine: None,
             },
         )?;
     }

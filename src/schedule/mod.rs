@@ -2,6 +2,7 @@
 
 pub mod gc;
 pub mod local;
+pub mod machine;
 pub mod plan;
 pub mod policy;
 pub mod provenance;

@@ -1,11 +1,12 @@
-//! Provenance common to the runs of one `agml run`: code version, host, backend.
+//! Provenance common to the runs of one `agml run`: code version, host, backend, machine.
 
 use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
 
-use crate::store::Provenance;
+use super::machine;
+use crate::store::{Machine, Provenance};
 use crate::train::Backend;
 
 /// What every run of this process shares.
@@ -16,6 +17,7 @@ pub struct Origin {
     pub host: String,
     pub backend: Backend,
     pub device: String,
+    pub machine: Machine,
 }
 
 impl Origin {
@@ -47,6 +49,7 @@ impl Origin {
             host,
             backend,
             device: format!("{device:?}"),
+            machine: machine::detect(backend),
         }
     }
 
@@ -70,6 +73,7 @@ impl Origin {
             started,
             finished,
             wall_seconds,
+            machine: Some(self.machine.clone()),
         }
     }
 }

@@ -32,6 +32,24 @@ pub struct Provenance {
     pub started: String,
     pub finished: String,
     pub wall_seconds: f64,
+    /// The CPU and numeric libraries the run computed with (absent in runs made before
+    /// agml recorded them): what explains two machines' different numbers for one cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
+}
+
+/// The CPU a run computed on and what its kernels made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    /// The CPU's model name.
+    pub cpu: String,
+    /// The widest vector extension the CPU reports: `AVX-512`, `AVX2`, `SSE`, or the
+    /// architecture's name elsewhere.
+    pub cpu_simd: String,
+    /// The instruction sets the backend's kernels chose at start-up, per kernel family.
+    pub kernels: BTreeMap<String, String>,
+    /// Versions of the numeric libraries: `burn`, and `libtorch` on tch.
+    pub libraries: BTreeMap<String, String>,
 }
 
 /// `failure.json` of a run that failed: the reason, kept until the run is redone.
@@ -87,6 +105,7 @@ pub(crate) fn test_provenance() -> Provenance {
         started: utc_now(),
         finished: utc_now(),
         wall_seconds: 0.0,
+        machine: None,
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::Context;
 pub use atomic::write_atomic;
 pub use checksum::hex_sha256;
 pub use lock::RunLock;
-pub use manifest::{Failure, Manifest, Provenance, utc_now};
+pub use manifest::{Failure, Machine, Manifest, Provenance, utc_now};
 pub use run_files::{EmbeddedSet, RunFile, STATE_DIR};
 pub use verify::{Mismatch, verify_run, verify_store};
 

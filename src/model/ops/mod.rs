@@ -15,6 +15,8 @@ mod tch;
 pub use batch_norm::{batch_norm_batch_stats, batch_norm_fixed_stats};
 pub use conv::conv2d;
 pub use relu::relu;
+#[cfg(feature = "tch")]
+pub use tch::libtorch_build;
 
 /// Every backend this build has, with autodiff: the devices the checks run on.
 #[cfg(test)]

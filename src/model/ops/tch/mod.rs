@@ -15,6 +15,7 @@ type Tensor = *mut C_tensor;
 
 unsafe extern "C" {
     fn agml_free_message(message: *mut c_char);
+    fn agml_libtorch_build(version: *mut *mut c_char, capability: *mut *mut c_char);
     fn agml_conv2d_backward(
         grad_output: *const C_tensor,
         input: *const C_tensor,
@@ -48,6 +49,22 @@ unsafe extern "C" {
         output: *const C_tensor,
         input_grad_out: *mut Tensor,
     ) -> *mut c_char;
+}
+
+/// libtorch's version and the CPU kernel level ATen dispatches to (AVX512, AVX2, DEFAULT).
+pub fn libtorch_build() -> (String, String) {
+    let (mut version, mut capability) = (null_mut(), null_mut());
+    // SAFETY: the shim fills both with NUL-terminated strings it allocated; each is read and
+    // freed once here.
+    unsafe {
+        agml_libtorch_build(&mut version, &mut capability);
+        let take = |text: *mut c_char| {
+            let value = CStr::from_ptr(text).to_string_lossy().into_owned();
+            agml_free_message(text);
+            value
+        };
+        (take(version), take(capability))
+    }
 }
 
 /// Runs a shim call that fills `N` output tensors; libtorch's exception (a shape or device

@@ -2,6 +2,8 @@
 // called directly: tch 0.22 binds none of them. Each function returns nullptr on success and
 // otherwise the exception's message (malloc'd: the caller frees it with agml_free_message).
 #include <ATen/ATen.h>
+#include <ATen/Version.h>
+#include <torch/csrc/api/include/torch/version.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -67,5 +69,11 @@ char *agml_batch_norm_backward(tensor grad_output, tensor input, tensor gamma,
 // dL/dx of y = relu(x), from y.
 char *agml_relu_backward(tensor grad_output, tensor output, tensor *input_grad_out) {
   AGML_GUARD({ *input_grad_out = boxed(at::threshold_backward(*grad_output, *output, 0)); })
+}
+
+// libtorch's version and the CPU kernel level ATen dispatches to (AVX512, AVX2, DEFAULT).
+void agml_libtorch_build(char **version, char **capability) {
+  *version = strdup(TORCH_VERSION);
+  *capability = strdup(at::get_cpu_capability().c_str());
 }
 }

@@ -1,0 +1,145 @@
+//! The machine a run computes on, as its provenance records it ([`Machine`]): the CPU, the
+//! instruction sets the backend's kernels chose at start-up, and the numeric libraries'
+//! versions. On flex the kernels pick their instruction set at run time, so the same cell can
+//! round differently on an AVX2 and an AVX-512 machine; this is what tells the two apart.
+
+use std::collections::BTreeMap;
+
+use crate::store::Machine;
+use crate::train::Backend;
+
+/// burn's version: Cargo.toml pins it (`=0.22.1`); a test holds the two equal.
+pub const BURN_VERSION: &str = "0.22.1";
+
+/// The machine of this process, as a run on `backend` uses it.
+pub fn detect(backend: Backend) -> Machine {
+    let mut libraries = BTreeMap::from([("burn".to_string(), BURN_VERSION.to_string())]);
+    let kernels = match backend {
+        Backend::Flex => flex_kernels(),
+        Backend::Tch => libtorch_kernels(&mut libraries),
+    };
+    Machine {
+        cpu: cpu_model(),
+        cpu_simd: cpu_simd().to_string(),
+        kernels,
+        libraries,
+    }
+}
+
+/// The CPU's model name (`/proc/cpuinfo`).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The widest vector extension the CPU reports: AVX-512, AVX2 or SSE on x86-64, the
+/// architecture's name elsewhere.
+pub fn cpu_simd() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            "AVX-512"
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            "AVX2"
+        } else {
+            "SSE"
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH
+    }
+}
+
+/// What flex's kernel families run on this CPU: gemm's matrix products (AVX2 + FMA kernels at
+/// most: its AVX-512 ones are not built), burn-flex's element-wise operations and reductions
+/// (macerator: AVX-512 where the CPU has F, BW, CD, DQ and VL), and agml's own kernels
+/// (compiled for baseline x86-64, their sums in a fixed order).
+fn flex_kernels() -> BTreeMap<String, String> {
+    #[cfg(target_arch = "x86_64")]
+    let (gemm, elementwise) = {
+        use std::arch::is_x86_feature_detected as has;
+        let v3 = has!("avx2") && has!("fma") && has!("f16c") && has!("bmi2") && has!("lzcnt");
+        let v4 = v3
+            && has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512cd")
+            && has!("avx512dq")
+            && has!("avx512vl");
+        let gemm = if has!("avx2") && has!("fma") {
+            "AVX2+FMA"
+        } else {
+            "scalar"
+        };
+        let elementwise = if v4 {
+            "AVX-512"
+        } else if v3 {
+            "AVX2"
+        } else if has!("sse4.2") {
+            "SSE4.2"
+        } else {
+            "SSE2"
+        };
+        (gemm, elementwise)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (gemm, elementwise) = (std::env::consts::ARCH, std::env::consts::ARCH);
+    BTreeMap::from([
+        ("gemm".to_string(), gemm.to_string()),
+        (
+            "burn-flex element-wise".to_string(),
+            elementwise.to_string(),
+        ),
+        (
+            "agml".to_string(),
+            "baseline x86-64, fixed sum order".to_string(),
+        ),
+    ])
+}
+
+/// libtorch's CPU kernel level (ATen's `get_cpu_capability`: AVX512, AVX2 or DEFAULT, which
+/// `ATEN_CPU_CAPABILITY` can lower) and its version.
+#[cfg(feature = "tch")]
+fn libtorch_kernels(libraries: &mut BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let (version, capability) = crate::model::ops::libtorch_build();
+    libraries.insert("libtorch".into(), version);
+    BTreeMap::from([("libtorch".to_string(), capability)])
+}
+
+#[cfg(not(feature = "tch"))]
+fn libtorch_kernels(_libraries: &mut BTreeMap<String, String>) -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_version_is_the_one_cargo_toml_pins() {
+        let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .expect("Cargo.toml");
+        let pin = format!("burn = {{ version = \"={BURN_VERSION}\"");
+        assert!(
+            manifest.contains(&pin),
+            "Cargo.toml no longer pins burn {BURN_VERSION}"
+        );
+    }
+
+    #[test]
+    fn flex_names_every_kernel_family() {
+        let machine = detect(Backend::Flex);
+        assert_eq!(machine.libraries["burn"], BURN_VERSION);
+        for family in ["gemm", "burn-flex element-wise", "agml"] {
+            assert!(!machine.kernels[family].is_empty(), "{family}");
+        }
+        assert!(!machine.cpu.is_empty() && !machine.cpu_simd.is_empty());
+    }
+}
