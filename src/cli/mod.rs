@@ -1,6 +1,7 @@
 //! The verbs of the `agml` command line: one file each, each a short call into the library.
 
 mod check;
+mod compare;
 mod evaluate;
 mod gc;
 mod plan;
@@ -51,6 +52,9 @@ pub enum Command {
     Evaluate(evaluate::Args),
     /// Write the comparison tables of a matrix from stored artifacts (never trains).
     Report(report::Args),
+    /// Compare two stores of one matrix: per cell the test metrics, per table whether each
+    /// conclusion holds in both (exit 1 naming the first that does not).
+    Compare(compare::Args),
 }
 
 /// Runs one verb.
@@ -65,6 +69,7 @@ pub fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode
         Command::Verify(args) => verify::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Report(args) => report::run(args),
+        Command::Compare(args) => compare::run(args),
     }
 }
 

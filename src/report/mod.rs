@@ -2,6 +2,7 @@
 //! never training).
 
 pub mod aggregate;
+pub mod compare;
 pub mod figures;
 pub mod index;
 pub mod runs;

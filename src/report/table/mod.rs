@@ -19,7 +19,7 @@ use super::runs::KEY_COLUMNS;
 use crate::matrix::Axis;
 use crate::store::write_atomic;
 
-pub use render::display_metric;
+pub use render::{display_metric, markdown_cell};
 pub use shape::metric_order;
 
 /// What a table compares.

@@ -9,16 +9,19 @@ impl Table {
     fn header_cells(&self) -> Vec<String> {
         let mut header: Vec<String> = self.row_keys.iter().map(|k| k.to_string()).collect();
         header.push("seeds".into());
-        for column in &self.column_values {
-            for (_, metric) in &self.metrics {
-                header.push(if self.column_values.len() > 1 {
-                    format!("{column} {}", display_metric(metric))
-                } else {
-                    display_metric(metric)
-                });
-            }
-        }
+        let values = self.column_values.len() * self.metrics.len();
+        header.extend((0..values).map(|c| self.column_label(c)));
         header
+    }
+
+    /// The header of value column `c` of a row: the column value (when the table has several)
+    /// and the metric.
+    pub fn column_label(&self, c: usize) -> String {
+        let metric = display_metric(&self.metrics[c % self.metrics.len()].1);
+        match self.column_values.len() {
+            1 => metric,
+            _ => format!("{} {metric}", self.column_values[c / self.metrics.len()]),
+        }
     }
 
     /// Markdown: one table per section, values in percent.
@@ -183,6 +186,11 @@ fn seeds(row: &Row) -> String {
 enum Format {
     Markdown,
     Latex,
+}
+
+/// A cell as the Markdown table prints it.
+pub fn markdown_cell(cell: &Cell) -> String {
+    render(cell, Format::Markdown)
 }
 
 fn render(cell: &Cell, format: Format) -> String {

@@ -1,0 +1,116 @@
+//! `agml compare STORE_A STORE_B MATRIX`: the same matrix in two stores (two machines, two
+//! backends, two versions): per cell the test metrics of each, per table whether every
+//! conclusion (best in column, the sign of a difference beyond noise, the noise marks) holds
+//! in both. Exit 0 when all hold, 1 when one does not, naming it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use agml::error::BadInput;
+use agml::matrix::Matrix;
+use agml::report::compare::{CellComparison, compare};
+use agml::store::{Manifest, RunStore};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The first store (a results folder).
+    store_a: PathBuf,
+    /// The second store.
+    store_b: PathBuf,
+    /// The matrix whose cells and tables are compared.
+    matrix: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    for store in [&args.store_a, &args.store_b] {
+        if !store.join("runs").is_dir() {
+            return Err(BadInput::new(format!(
+                "{}: not a store (no runs/ folder)",
+                store.display()
+            ))
+            .into());
+        }
+    }
+    let matrix = Matrix::load(&args.matrix)?;
+    let stores = [RunStore::new(&args.store_a), RunStore::new(&args.store_b)];
+    let comparison = compare(&matrix, &stores[0], &stores[1])?;
+    let identical = comparison.cells.iter().filter(|c| c.identical()).count();
+    println!(
+        "{}: {} cells finished in both stores ({identical} with identical test metrics), {} only in A, {} only in B",
+        matrix.name,
+        comparison.cells.len(),
+        comparison.only_in[0].len(),
+        comparison.only_in[1].len()
+    );
+    for (name, store, dir) in [
+        ("A", &stores[0], &args.store_a),
+        ("B", &stores[1], &args.store_b),
+    ] {
+        let machine = comparison
+            .cells
+            .first()
+            .map_or_else(String::new, |c| machine(store, &c.hash));
+        println!("{name}: {}{machine}", dir.display());
+    }
+    for cell in comparison.cells.iter().filter(|c| !c.identical()) {
+        println!("  {}", cell_line(cell));
+    }
+    if comparison.flips.is_empty() {
+        println!(
+            "every conclusion holds in both: {} checked",
+            comparison.conclusions
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} of {} conclusions do not hold in both:",
+        comparison.flips.len(),
+        comparison.conclusions
+    );
+    for flip in &comparison.flips {
+        println!("  {flip}");
+    }
+    Ok(ExitCode::from(1))
+}
+
+/// `hash label: metric a -> b (delta), ...` for the metrics that differ, in percent.
+fn cell_line(cell: &CellComparison) -> String {
+    let deltas: Vec<String> = cell
+        .metrics
+        .iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(metric, a, b)| {
+            format!(
+                "{metric} {:.2} -> {:.2} ({:+.2})",
+                a * 100.0,
+                b * 100.0,
+                (b - a) * 100.0
+            )
+        })
+        .collect();
+    format!("{} {}: {}", &cell.hash[..12], cell.label, deltas.join(", "))
+}
+
+/// ` (CPU, SIMD, backend, kernels)` from a run's manifest, or nothing for older runs.
+fn machine(store: &RunStore, hash: &str) -> String {
+    let path = store.run_dir(hash).join("manifest.json");
+    let manifest: Option<Manifest> = std::fs::read_to_string(Path::new(&path))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let Some(provenance) = manifest.map(|m| m.provenance) else {
+        return String::new();
+    };
+    match provenance.machine {
+        Some(m) => {
+            let kernels: Vec<String> = m.kernels.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            format!(
+                " ({}, {}; {}: {})",
+                m.cpu,
+                m.cpu_simd,
+                provenance.backend,
+                kernels.join(", ")
+            )
+        }
+        None => format!(" ({} on {})", provenance.backend, provenance.host),
+    }
+}
