@@ -23,7 +23,39 @@ pub fn detect(backend: Backend) -> Machine {
         cpu_simd: cpu_simd().to_string(),
         kernels,
         libraries,
+        caches: caches(),
     }
+}
+
+/// The data and unified caches of CPU 0 (`/sys/devices/system/cpu/cpu0/cache`), e.g.
+/// `L1d 48K, L2 1024K, L3 32768K`; empty where the system does not say.
+pub fn caches() -> String {
+    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    let read = |index: &std::path::Path, name: &str| {
+        std::fs::read_to_string(index.join(name)).map(|t| t.trim().to_string())
+    };
+    let mut caches: Vec<(String, String)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter_map(|index| {
+            let (level, kind) = (read(&index, "level").ok()?, read(&index, "type").ok()?);
+            let size = read(&index, "size").ok()?;
+            let suffix = match kind.as_str() {
+                "Data" => "d",
+                "Unified" => "",
+                _ => return None,
+            };
+            Some((format!("L{level}{suffix}"), size))
+        })
+        .collect();
+    caches.sort();
+    caches
+        .iter()
+        .map(|(name, size)| format!("{name} {size}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The CPU's model name (`/proc/cpuinfo`).

@@ -50,6 +50,10 @@ pub struct Machine {
     pub kernels: BTreeMap<String, String>,
     /// Versions of the numeric libraries: `burn`, and `libtorch` on tch.
     pub libraries: BTreeMap<String, String>,
+    /// The CPU's data caches, e.g. `L1d 48K, L2 1024K, L3 32768K`: gemm sizes its blocks by
+    /// them, and a product longer than its block sums in another order on other caches.
+    #[serde(default)]
+    pub caches: String,
 }
 
 /// `failure.json` of a run that failed: the reason, kept until the run is redone.
