@@ -36,23 +36,13 @@ pub trait NativeConv: Backend {
     }
 }
 
-/// How a backend runs the convolution when gradients are wanted, and its backward pass.
+/// A backend's backward pass of the convolution.
 pub trait ConvGradients: Backend {
-    /// What the forward pass keeps for the backward pass.
-    type Saved: Clone + Send + std::fmt::Debug + 'static;
-
-    /// The output and what the backward pass needs; `input_grad`: whether `dL/dx` will be
-    /// asked for.
-    fn conv2d_saving(
+    /// `dL/dx` (when `input_grad`) and `dL/dW` from the forward pass's input and weight and
+    /// `dL/dy`.
+    fn conv2d_gradients(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        options: &ConvOptions<2>,
-        input_grad: bool,
-    ) -> (FloatTensor<Self>, Self::Saved);
-
-    /// `dL/dx` (when `input_grad`) and `dL/dW` from what the forward pass kept and `dL/dy`.
-    fn conv2d_gradients(
-        saved: Self::Saved,
         output_grad: FloatTensor<Self>,
         options: &ConvOptions<2>,
         input_grad: bool,
@@ -86,7 +76,8 @@ pub trait ConvGradients: Backend {
 struct ConvBackward;
 
 impl<B: ConvGradients> Backward<B, 2> for ConvBackward {
-    type State = (B::Saved, ConvOptions<2>);
+    /// The input, the weight and the options.
+    type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
     fn backward(
         self,
@@ -96,8 +87,8 @@ impl<B: ConvGradients> Backward<B, 2> for ConvBackward {
     ) {
         let [node_x, node_weight] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (saved, options) = ops.state;
-        let (dx, dw) = B::conv2d_gradients(saved, grad, &options, node_x.is_some());
+        let (x, weight, options) = ops.state;
+        let (dx, dw) = B::conv2d_gradients(x, weight, grad, &options, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<B>(node.id, dx);
         }
@@ -117,20 +108,15 @@ where
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let input_grad = x.is_tracked();
         match ConvBackward
             .prepare::<C>([x.node(), weight.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (output, saved) = B::conv2d_saving(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    &options,
-                    input_grad,
-                );
-                prep.finish((saved, options), output)
+                let (x, weight) = (x.into_primitive(), weight.into_primitive());
+                let output = B::conv2d_native(x.clone(), weight.clone(), options.clone());
+                prep.finish((x, weight, options), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_native(
                 x.into_primitive(),

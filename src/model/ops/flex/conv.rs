@@ -28,21 +28,9 @@ impl NativeConv for Flex {
 }
 
 impl ConvGradients for Flex {
-    /// The input and the weight.
-    type Saved = (FlexTensor, FlexTensor);
-
-    fn conv2d_saving(
+    fn conv2d_gradients(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        options: &ConvOptions<2>,
-        _input_grad: bool,
-    ) -> (FloatTensor<Self>, Self::Saved) {
-        let output = Self::conv2d_native(x.clone(), weight.clone(), options.clone());
-        (output, (x, weight))
-    }
-
-    fn conv2d_gradients(
-        (x, weight): Self::Saved,
         output_grad: FloatTensor<Self>,
         options: &ConvOptions<2>,
         input_grad: bool,
@@ -50,11 +38,8 @@ impl ConvGradients for Flex {
         let Some(geometry) = geometry(&x, &weight, options) else {
             return Self::burns_conv2d_gradients(x, weight, output_grad, options, input_grad);
         };
-        let (x, weight, grad) = (
-            x.to_contiguous(),
-            weight.to_contiguous(),
-            output_grad.to_contiguous(),
-        );
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let grad = output_grad.to_contiguous();
         let (dx, dw) =
             im2col::backward(&geometry, f32s(&x), f32s(&weight), f32s(&grad), input_grad);
         (

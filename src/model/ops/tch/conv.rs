@@ -2,7 +2,6 @@
 
 use burn::backend::LibTorch;
 use burn::backend::libtorch::TchTensor;
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::ops::ConvOptions;
 
@@ -12,21 +11,9 @@ use crate::model::ops::conv::{ConvGradients, NativeConv};
 impl NativeConv for LibTorch {}
 
 impl ConvGradients for LibTorch {
-    /// The input and the weight.
-    type Saved = (TchTensor, TchTensor);
-
-    fn conv2d_saving(
+    fn conv2d_gradients(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
-        options: &ConvOptions<2>,
-        _input_grad: bool,
-    ) -> (FloatTensor<Self>, Self::Saved) {
-        let output = Self::conv2d(x.clone(), weight.clone(), None, options.clone());
-        (output, (x, weight))
-    }
-
-    fn conv2d_gradients(
-        (x, weight): Self::Saved,
         output_grad: FloatTensor<Self>,
         options: &ConvOptions<2>,
         input_grad: bool,
