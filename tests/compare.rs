@@ -93,6 +93,20 @@ fn identical_stores_agree_and_a_moved_mark_is_named() {
         out.contains("smoke: none 1 / R@1: best in column differs"),
         "{out}"
     );
+
+    // Without the matrix: every run done in both, by hash, and no conclusions to check.
+    let runs = agml(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(runs.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&runs.stdout);
+    assert!(
+        out.contains("runs: 2 cells finished in both stores (1 with identical"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}: ", &hash[..12])) && out.contains("recall@1"),
+        "{out}"
+    );
+    assert!(out.contains("conclusions were not checked"), "{out}");
 }
 
 #[test]

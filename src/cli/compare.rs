@@ -1,14 +1,15 @@
-//! `agml compare STORE_A STORE_B MATRIX`: the same matrix in two stores (two machines, two
+//! `agml compare STORE_A STORE_B [MATRIX]`: the same matrix in two stores (two machines, two
 //! backends, two versions): per cell the test metrics of each, per table whether every
 //! conclusion (best in column, the sign of a difference beyond noise, the noise marks) holds
-//! in both. Exit 0 when all hold, 1 when one does not, naming it.
+//! in both. Exit 0 when all hold, 1 when one does not, naming it. Without MATRIX: the metrics
+//! of every run done in both stores, no tables.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agml::error::BadInput;
 use agml::matrix::Matrix;
-use agml::report::compare::{CellComparison, compare};
+use agml::report::compare::{CellComparison, compare, compare_stores};
 use agml::store::{Manifest, RunStore};
 
 #[derive(clap::Args)]
@@ -17,8 +18,9 @@ pub struct Args {
     store_a: PathBuf,
     /// The second store.
     store_b: PathBuf,
-    /// The matrix whose cells and tables are compared.
-    matrix: PathBuf,
+    /// The matrix whose cells and tables are compared (without it: every run done in both
+    /// stores, by hash, and no table conclusions).
+    matrix: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -31,13 +33,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    let matrix = Matrix::load(&args.matrix)?;
     let stores = [RunStore::new(&args.store_a), RunStore::new(&args.store_b)];
-    let comparison = compare(&matrix, &stores[0], &stores[1])?;
+    let (name, comparison) = match &args.matrix {
+        Some(path) => {
+            let matrix = Matrix::load(path)?;
+            let comparison = compare(&matrix, &stores[0], &stores[1])?;
+            (matrix.name, comparison)
+        }
+        None => ("runs".to_string(), compare_stores(&stores[0], &stores[1])?),
+    };
     let identical = comparison.cells.iter().filter(|c| c.identical()).count();
     println!(
-        "{}: {} cells finished in both stores ({identical} with identical test metrics), {} only in A, {} only in B",
-        matrix.name,
+        "{name}: {} cells finished in both stores ({identical} with identical test metrics), {} only in A, {} only in B",
         comparison.cells.len(),
         comparison.only_in[0].len(),
         comparison.only_in[1].len()
@@ -54,6 +61,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     for cell in comparison.cells.iter().filter(|c| !c.identical()) {
         println!("  {}", cell_line(cell));
+    }
+    if args.matrix.is_none() {
+        println!("no matrix given: the tables' conclusions were not checked");
+        return Ok(ExitCode::SUCCESS);
     }
     if comparison.flips.is_empty() {
         println!(
@@ -88,7 +99,8 @@ fn cell_line(cell: &CellComparison) -> String {
             )
         })
         .collect();
-    format!("{} {}: {}", &cell.hash[..12], cell.label, deltas.join(", "))
+    let name = [&cell.hash[..12], cell.label.as_str()].join(" ");
+    format!("{}: {}", name.trim_end(), deltas.join(", "))
 }
 
 /// ` (CPU, SIMD, backend, kernels)` from a run's manifest, or nothing for older runs.

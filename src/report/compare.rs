@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use super::aggregate::Aggregate;
 use super::index::index_frame;
-use super::runs::{Runs, collect_runs};
+use super::runs::{Runs, collect_runs, numbers};
 use super::table::{Cell, Shape, Table, markdown_cell};
 use crate::matrix::Matrix;
-use crate::store::RunStore;
+use crate::store::{RunFile, RunStore};
+use crate::train::SEMANTICS;
 
 /// One cell finished in both stores: its test metrics in each.
 #[derive(Debug, Clone)]
@@ -102,6 +103,39 @@ pub fn compare(matrix: &Matrix, a: &RunStore, b: &RunStore) -> anyhow::Result<Co
         if shape.marks {
             compare_marks(&name, &tables, &mut comparison);
         }
+    }
+    Ok(comparison)
+}
+
+/// Without a matrix: the test metrics of every run done in both stores, by hash (no tables,
+/// so no conclusions to check).
+pub fn compare_stores(a: &RunStore, b: &RunStore) -> anyhow::Result<Comparison> {
+    let done = [a.done_runs(SEMANTICS), b.done_runs(SEMANTICS)];
+    let mut comparison = Comparison::default();
+    for (side, other) in [(0, 1), (1, 0)] {
+        comparison.only_in[side] = (done[side].iter())
+            .filter(|hash| !done[other].contains(hash))
+            .cloned()
+            .collect();
+    }
+    let test = |store: &RunStore, hash: &str| -> anyhow::Result<Vec<(String, f64)>> {
+        let path = store.run_dir(hash).join(RunFile::Metrics.name());
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        Ok(numbers(&value["test"]))
+    };
+    for hash in done[0].iter().filter(|hash| done[1].contains(hash)) {
+        let theirs: BTreeMap<String, f64> = test(b, hash)?.into_iter().collect();
+        let metrics = (test(a, hash)?.into_iter())
+            .filter_map(|(k, v)| theirs.get(&k).map(|w| (k, v, *w)))
+            .collect();
+        comparison.cells.push(CellComparison {
+            hash: hash.clone(),
+            label: String::new(),
+            metrics,
+        });
     }
     Ok(comparison)
 }

@@ -43,7 +43,8 @@ impl Runs {
     }
 }
 
-fn numbers(value: &serde_json::Value) -> Vec<(String, f64)> {
+/// The numeric fields of a JSON object, by name.
+pub(crate) fn numbers(value: &serde_json::Value) -> Vec<(String, f64)> {
     value
         .as_object()
         .map(|o| {

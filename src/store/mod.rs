@@ -89,6 +89,19 @@ impl RunStore {
         RunState::Pending
     }
 
+    /// Hashes of the runs done at `semantics`, sorted (a store read without its matrix).
+    pub fn done_runs(&self, semantics: u32) -> Vec<String> {
+        let mut hashes: Vec<String> = fs::read_dir(self.root.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|hash| matches!(self.state(hash, semantics), RunState::Done(_)))
+            .collect();
+        hashes.sort();
+        hashes
+    }
+
     /// Starts (or restarts) writing the run `hash`: the folder exists and holds no manifest
     /// and no failure record, so it cannot be mistaken for a finished run.
     pub fn begin(&self, hash: &str) -> anyhow::Result<RunWriter> {
