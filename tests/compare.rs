@@ -6,20 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{agml, repo};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+use common::{agml, copy_tree, repo};
 
 /// The run folder of the smoke cell with `head`.
 fn run_of(store: &Path, head: &str) -> std::path::PathBuf {
@@ -50,7 +37,7 @@ fn identical_stores_agree_and_a_moved_mark_is_named() {
             .status
             .success()
     );
-    copy_dir(&a, &b);
+    copy_tree(&a, &b);
     let compare = || agml(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), smoke]);
 
     let same = compare();

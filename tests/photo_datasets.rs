@@ -11,24 +11,10 @@ use agml::error::is_bad_input;
 
 mod common;
 
-use common::{agml, repo};
+use common::{agml, copy_tree, repo};
 
 fn fixture(name: &str) -> PathBuf {
     repo("tests/fixtures/datasets").join(name)
-}
-
-/// A copy of a fixture tree that a test may break.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn small() -> PhotoConfig {

@@ -21,3 +21,18 @@ pub fn agml(args: &[&str]) -> Output {
     );
     output
 }
+
+/// A copy of a folder tree (a fixture a test may break, a store to alter).
+#[allow(dead_code)] // not every test binary that includes this module copies trees
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
