@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use super::aggregate::Aggregate;
 use super::index::index_frame;
-use super::runs::{Runs, collect_runs, numbers};
+use super::runs::{Runs, collect_runs, numbers, read_metrics};
 use super::table::{Cell, Shape, Table, markdown_cell};
 use crate::matrix::Matrix;
-use crate::store::{RunFile, RunStore};
+use crate::store::RunStore;
 use crate::train::SEMANTICS;
 
 /// One cell finished in both stores: its test metrics in each.
@@ -78,31 +78,18 @@ pub struct Comparison {
 /// Compares the runs of `matrix` in stores `a` and `b`.
 pub fn compare(matrix: &Matrix, a: &RunStore, b: &RunStore) -> anyhow::Result<Comparison> {
     let runs = [collect_runs(matrix, a)?, collect_runs(matrix, b)?];
-    let mut comparison = Comparison {
-        cells: compare_cells(&runs),
-        ..Comparison::default()
-    };
-    for (side, other) in [(0, 1), (1, 0)] {
-        comparison.only_in[side] = runs[side]
-            .finished
-            .iter()
-            .filter(|r| !runs[other].finished.iter().any(|o| o.hash == r.hash))
-            .map(|r| r.hash.clone())
-            .collect();
-    }
+    let tests = runs.each_ref().map(|runs| {
+        (runs.finished.iter())
+            .map(|r| (r.hash.clone(), r.values.to_string(), r.test.clone()))
+            .collect()
+    });
+    let mut comparison = pair(tests);
     let aggregates = [aggregate(&runs[0])?, aggregate(&runs[1])?];
-    for shape in Shape::all(&aggregates[0]) {
-        let name = match shape.suffix {
-            "" => matrix.name.clone(),
-            suffix => format!("{}-{suffix}", matrix.name),
-        };
-        let tables = [
-            Table::build(&matrix.name, &shape, &aggregates[0]),
-            Table::build(&matrix.name, &shape, &aggregates[1]),
-        ];
-        if shape.marks {
-            compare_marks(&name, &tables, &mut comparison);
-        }
+    for shape in Shape::all(&aggregates[0]).into_iter().filter(|s| s.marks) {
+        let tables = aggregates
+            .each_ref()
+            .map(|aggregate| Table::build(&matrix.name, &shape, aggregate));
+        compare_marks(&shape.file_name(&matrix.name), &tables, &mut comparison);
     }
     Ok(comparison)
 }
@@ -110,59 +97,58 @@ pub fn compare(matrix: &Matrix, a: &RunStore, b: &RunStore) -> anyhow::Result<Co
 /// Without a matrix: the test metrics of every run done in both stores, by hash (no tables,
 /// so no conclusions to check).
 pub fn compare_stores(a: &RunStore, b: &RunStore) -> anyhow::Result<Comparison> {
-    let done = [a.done_runs(SEMANTICS), b.done_runs(SEMANTICS)];
-    let mut comparison = Comparison::default();
-    for (side, other) in [(0, 1), (1, 0)] {
-        comparison.only_in[side] = (done[side].iter())
-            .filter(|hash| !done[other].contains(hash))
-            .cloned()
-            .collect();
+    let mut tests = [Vec::new(), Vec::new()];
+    for (store, tests) in [a, b].into_iter().zip(&mut tests) {
+        for hash in store.done_runs(SEMANTICS) {
+            let test = numbers(&read_metrics(store, &hash)?["test"]);
+            tests.push((hash, String::new(), test));
+        }
     }
-    let test = |store: &RunStore, hash: &str| -> anyhow::Result<Vec<(String, f64)>> {
-        let path = store.run_dir(hash).join(RunFile::Metrics.name());
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-        Ok(numbers(&value["test"]))
+    Ok(pair(tests))
+}
+
+/// One store's runs, in order: hash, label and test metrics.
+type Tests = Vec<(String, String, Vec<(String, f64)>)>;
+
+/// The runs of two stores paired by hash: the metrics both have, and the runs of one only,
+/// in the first store's order.
+fn pair([a, b]: [Tests; 2]) -> Comparison {
+    let by_hash = |tests: &Tests| -> BTreeMap<String, usize> {
+        (tests.iter().enumerate())
+            .map(|(i, (hash, _, _))| (hash.clone(), i))
+            .collect()
     };
-    for hash in done[0].iter().filter(|hash| done[1].contains(hash)) {
-        let theirs: BTreeMap<String, f64> = test(b, hash)?.into_iter().collect();
-        let metrics = (test(a, hash)?.into_iter())
-            .filter_map(|(k, v)| theirs.get(&k).map(|w| (k, v, *w)))
-            .collect();
-        comparison.cells.push(CellComparison {
-            hash: hash.clone(),
-            label: String::new(),
-            metrics,
-        });
+    let (in_a, in_b) = (by_hash(&a), by_hash(&b));
+    let only = |of: &Tests, other: &BTreeMap<String, usize>| {
+        (of.iter())
+            .filter(|(hash, _, _)| !other.contains_key(hash))
+            .map(|(hash, _, _)| hash.clone())
+            .collect()
+    };
+    let cells = (a.iter())
+        .filter_map(|(hash, label, test)| {
+            let theirs: BTreeMap<&str, f64> = (b[*in_b.get(hash)?].2.iter())
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect();
+            let metrics = (test.iter())
+                .filter_map(|(k, v)| theirs.get(k.as_str()).map(|w| (k.clone(), *v, *w)))
+                .collect();
+            Some(CellComparison {
+                hash: hash.clone(),
+                label: label.clone(),
+                metrics,
+            })
+        })
+        .collect();
+    Comparison {
+        cells,
+        only_in: [only(&a, &in_b), only(&b, &in_a)],
+        ..Comparison::default()
     }
-    Ok(comparison)
 }
 
 fn aggregate(runs: &Runs) -> anyhow::Result<Aggregate> {
     Ok(Aggregate::new(&index_frame(&runs.finished)?, runs)?)
-}
-
-fn compare_cells([a, b]: &[Runs; 2]) -> Vec<CellComparison> {
-    a.finished
-        .iter()
-        .filter_map(|run| {
-            let other = b.finished.iter().find(|o| o.hash == run.hash)?;
-            let theirs: BTreeMap<&str, f64> =
-                other.test.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            let metrics = run
-                .test
-                .iter()
-                .filter_map(|(k, v)| theirs.get(k.as_str()).map(|w| (k.clone(), *v, *w)))
-                .collect();
-            Some(CellComparison {
-                hash: run.hash.clone(),
-                label: run.values.to_string(),
-                metrics,
-            })
-        })
-        .collect()
 }
 
 /// The conclusions one table cell states: best of its column, and the difference to the

@@ -41,12 +41,7 @@ pub fn write_report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Re
     let mut main = None;
     for shape in Shape::all(&aggregate) {
         let table = Table::build(name, &shape, &aggregate);
-        let file = if shape.suffix.is_empty() {
-            name.clone()
-        } else {
-            format!("{name}-{}", shape.suffix)
-        };
-        written.extend(write_table(&table, out, &file)?);
+        written.extend(write_table(&table, out, &shape.file_name(name))?);
         main.get_or_insert(table);
     }
     let main = main.expect("the main shape is always built");

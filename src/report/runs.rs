@@ -55,6 +55,19 @@ pub(crate) fn numbers(value: &serde_json::Value) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
+/// A done run's `metrics.json`, which must hold a `test` object.
+pub(crate) fn read_metrics(store: &RunStore, hash: &str) -> anyhow::Result<serde_json::Value> {
+    let path = store.run_dir(hash).join(RunFile::Metrics.name());
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if !value["test"].is_object() {
+        anyhow::bail!("{}: no `test` object", path.display());
+    }
+    Ok(value)
+}
+
 /// Reads `metrics.json` of every done cell of `matrix`.
 pub fn collect_runs(matrix: &Matrix, store: &RunStore) -> anyhow::Result<Runs> {
     let mut runs = Runs::default();
@@ -64,14 +77,7 @@ pub fn collect_runs(matrix: &Matrix, store: &RunStore) -> anyhow::Result<Runs> {
             continue;
         }
         let dir = store.run_dir(&cell.hash);
-        let path = dir.join(RunFile::Metrics.name());
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        if !value["test"].is_object() {
-            anyhow::bail!("{}: no `test` object", path.display());
-        }
+        let value = read_metrics(store, &cell.hash)?;
         runs.finished.push(RunRow {
             hash: cell.hash.clone(),
             dir,

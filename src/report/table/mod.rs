@@ -42,6 +42,17 @@ pub struct Shape {
     pub baseline: Baseline,
 }
 
+impl Shape {
+    /// The name of this shape's table files for the matrix `matrix`: the matrix's name, and
+    /// the shape's suffix after a dash.
+    pub fn file_name(&self, matrix: &str) -> String {
+        match self.suffix {
+            "" => matrix.to_string(),
+            suffix => format!("{matrix}-{suffix}"),
+        }
+    }
+}
+
 /// The row each difference is taken against, within a section and column.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Baseline {
