@@ -47,7 +47,7 @@ PRETRAINEDMODELS := pretrainedmodels==0.7.4 six==1.17.0
 PIPELINE_FIXTURES := tests/fixtures/pipeline/pipeline.json
 RECIPE_FIXTURES := tests/fixtures/recipe/recipe.json
 
-.PHONY: all build build-deps data reproduce report figures paper smoke setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
+.PHONY: all build build-deps data reproduce report figures paper smoke reference-store compare setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
 
 all: build
 
@@ -82,6 +82,25 @@ reproduce: data build
 	$(AGML) run experiments/fashion-mnist.toml --results $(RESULTS) --jobs $(JOBS) --rerun-stale
 	$(AGML) report experiments/fashion-mnist.toml --results $(RESULTS) --out $(PAPER)
 	@echo "table: $(PAPER)/tables/fashion-mnist.md, figures: $(PAPER)/figures/"
+
+# The runs behind the committed tables (results/reference/fashion-mnist): each finished run's
+# configuration, manifest, metrics and history, without checkpoints and embeddings (about
+# 300 KB). Run after `make reproduce` whenever the committed tables are regenerated;
+# tests/reference_store.rs checks that the two agree.
+REFERENCE := results/reference/fashion-mnist
+reference-store:
+	rm -rf $(REFERENCE).new && mkdir -p $(REFERENCE).new/runs
+	for run in $(RESULTS)/runs/*/; do \
+	  [ -f $$run/manifest.json ] || continue; \
+	  mkdir -p $(REFERENCE).new/runs/$$(basename $$run) && \
+	  cp $$run/cell.toml $$run/manifest.json $$run/metrics.json $$run/history.csv $(REFERENCE).new/runs/$$(basename $$run)/ || exit 1; \
+	done
+	rm -rf $(REFERENCE) && mv $(REFERENCE).new $(REFERENCE)
+
+# Your `make reproduce` against the committed reference store: the cells whose numbers moved
+# and every table conclusion that does not hold in both (exit 1), docs/reproducibility.md.
+compare: build
+	$(AGML) compare $(RESULTS) $(REFERENCE) experiments/fashion-mnist.toml
 
 # Tables, the Parquet runs index and figures from stored results only (no training): seconds.
 figures: build
@@ -161,8 +180,9 @@ dataset-fixtures: | $(REFPY)
 	$(REFPY) tests/fixtures/make_dataset_fixtures.py
 
 # Benchmarks against the references measured in the same run; writes bench/latest.json.
-# Everything but the tch step is a flex build: a tch build loads libtorch at every start
-# (seconds of the plan line, hundreds of MiB of the evaluation's RSS).
+# Everything but the tch step and the flex-simd step (burn-flex's SIMD kernels, the `simd`
+# feature) is a default flex build: a tch build loads libtorch at every start (seconds of the
+# plan line, hundreds of MiB of the evaluation's RSS).
 bench: bench-env
 ifeq ($(BACKEND),tch)
 	$(CARGO) build --release --features tch --bin train_step_bench
@@ -170,6 +190,8 @@ ifeq ($(BACKEND),tch)
 else
 	rm -f target/release/train_step_bench-tch
 endif
+	$(CARGO) build --release --features simd --bin train_step_bench
+	cp target/release/train_step_bench target/release/train_step_bench-simd
 	$(CARGO) build --release --bin agml --bin bench --bin train_step_bench
 	target/release/bench --python $(REFPY) --out bench/latest.json
 

@@ -13,8 +13,10 @@
 //!
 //! - train/<model>/<backend>: seconds per training step (forward, margin + diversity loss,
 //!   backward, Adam) of convnet-small at 28x28, resnet18 at 64x64 and resnet50 at 224x224 with
-//!   the attentive head, batch 32, on flex and (with `make bench BACKEND=tch`, which leaves a
-//!   tch build as `train_step_bench-tch`) on tch, against the same step in PyTorch eager with
+//!   the attentive head, batch 32, on flex, on flex with burn-flex's SIMD kernels (`flex-simd`:
+//!   the `simd` feature, faster but not the same numbers across SIMD widths) and (with `make
+//!   bench BACKEND=tch`, which leaves a tch build as `train_step_bench-tch`) on tch, against the
+//!   same step in PyTorch eager with
 //!   the same thread count; each side's median of three interleaved processes (targets:
 //!   resnet50 flex <= 1.5 and tch <= 1.0, resnet18 flex <= 1.3 and tch <= 0.9).
 //!
@@ -613,17 +615,33 @@ fn plan_bench(dir: &Path) -> anyhow::Result<Value> {
     }))
 }
 
-/// The train_step_bench binary of each backend: flex's beside this one, and tch's as
-/// `train_step_bench-tch` (`make bench BACKEND=tch` copies it there), so that this binary, agml
-/// and flex's step are flex builds that do not load libtorch at start.
-fn step_benches() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+/// A training step binary: the line's label, the backend it runs, its path.
+struct StepBench {
+    label: &'static str,
+    backend: &'static str,
+    path: PathBuf,
+}
+
+/// The train_step_bench binary of each build: flex's beside this one, flex with burn-flex's
+/// SIMD kernels as `train_step_bench-simd` and tch's as `train_step_bench-tch` (`make bench`
+/// and `make bench BACKEND=tch` copy them there), so that this binary, agml and flex's step
+/// are default builds that do not load libtorch at start.
+fn step_benches() -> anyhow::Result<Vec<StepBench>> {
     let me = std::env::current_exe()?;
-    let mut benches = vec![("flex", me.with_file_name("train_step_bench"))];
-    let tch = me.with_file_name("train_step_bench-tch");
-    if tch.is_file() {
-        benches.push(("tch", tch));
-    }
-    Ok(benches)
+    let builds = [
+        ("flex", "flex", "train_step_bench"),
+        ("flex-simd", "flex", "train_step_bench-simd"),
+        ("tch", "tch", "train_step_bench-tch"),
+    ];
+    Ok(builds
+        .into_iter()
+        .map(|(label, backend, file)| StepBench {
+            label,
+            backend,
+            path: me.with_file_name(file),
+        })
+        .filter(|bench| bench.label == "flex" || bench.path.is_file())
+        .collect())
 }
 
 /// Seconds of one training step (after a warm-up step) of BACKBONE + attentive head on
@@ -716,18 +734,23 @@ fn train_bench(python: &str, threads: usize) -> anyhow::Result<Vec<Value>> {
         let mut ours = vec![Vec::new(); benches.len()];
         for _ in 0..TRAIN_ROUNDS {
             reference.push(reference_step_seconds(python, &script, model, threads)?);
-            for ((backend, step_bench), ours) in benches.iter().zip(&mut ours) {
+            for (bench, ours) in benches.iter().zip(&mut ours) {
                 ours.push(train_step_seconds(
-                    step_bench, backbone, size, steps, backend, threads,
+                    &bench.path,
+                    backbone,
+                    size,
+                    steps,
+                    bench.backend,
+                    threads,
                 )?);
             }
         }
         let reference_median = median(&reference);
-        for ((backend, _), ours) in benches.iter().zip(&ours) {
-            let name = format!("train/{backbone}/{backend}");
+        for (bench, ours) in benches.iter().zip(&ours) {
+            let name = format!("train/{backbone}/{}", bench.label);
             let ours_median = median(ours);
             let ratio = ours_median / reference_median;
-            let target = train_target(backbone, backend);
+            let target = train_target(backbone, bench.backend);
             let images_per_second = |seconds: f64| STEP_BATCH as f64 / seconds;
             let spread = |v: &[f64]| {
                 let (lo, hi) = (

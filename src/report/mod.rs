@@ -30,6 +30,24 @@ pub struct Report {
 /// (`<out>/figures/*.{png,svg}`).
 pub fn write_report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Result<Report> {
     let runs = collect_runs(matrix, store)?;
+    let (aggregate, mut report) = write_tables(matrix, &runs, out)?;
+    report.written.extend(figures::write_figures(
+        &matrix.name,
+        &runs,
+        &aggregate,
+        &report.main,
+        out,
+    )?);
+    Ok(report)
+}
+
+/// The tables of [`write_report`] without its figures: they need only each run's metrics.json
+/// (what the committed reference store keeps); also returns the aggregate they were built from.
+pub fn write_tables(
+    matrix: &Matrix,
+    runs: &Runs,
+    out: &Path,
+) -> anyhow::Result<(aggregate::Aggregate, Report)> {
     let name = &matrix.name;
     let tables = out.join("tables");
     std::fs::create_dir_all(&tables).with_context(|| format!("creating {}", tables.display()))?;
@@ -37,7 +55,7 @@ pub fn write_report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Re
     let index_path = tables.join(format!("{name}-runs.parquet"));
     index::write_index(&index, &index_path)?;
     let mut written = vec![index_path];
-    let aggregate = aggregate::Aggregate::new(&index, &runs)?;
+    let aggregate = aggregate::Aggregate::new(&index, runs)?;
     let mut main = None;
     for shape in Shape::all(&aggregate) {
         let table = Table::build(name, &shape, &aggregate);
@@ -45,6 +63,5 @@ pub fn write_report(matrix: &Matrix, store: &RunStore, out: &Path) -> anyhow::Re
         main.get_or_insert(table);
     }
     let main = main.expect("the main shape is always built");
-    written.extend(figures::write_figures(name, &runs, &aggregate, &main, out)?);
-    Ok(Report { main, written })
+    Ok((aggregate, Report { main, written }))
 }

@@ -1,7 +1,8 @@
 //! The machine a run computes on, as its provenance records it ([`Machine`]): the CPU, the
 //! instruction sets the backend's kernels chose at start-up, and the numeric libraries'
-//! versions. On flex the kernels pick their instruction set at run time, so the same cell can
-//! round differently on an AVX2 and an AVX-512 machine; this is what tells the two apart.
+//! versions. Some kernels pick their instruction set at run time (libtorch's, gemm's, burn-flex's
+//! with the `simd` feature), so the same cell can round differently on two machines; this is
+//! what tells them apart.
 
 use std::collections::BTreeMap;
 
@@ -90,10 +91,15 @@ pub fn cpu_simd() -> &'static str {
     }
 }
 
+/// burn-flex's element-wise operations and reductions in a build without the `simd` feature:
+/// plain loops compiled for baseline x86-64, each sum in index order.
+pub const FLEX_SCALAR: &str = "baseline x86-64, sums in index order";
+
 /// What flex's kernel families run on this CPU: gemm's matrix products (AVX2 + FMA kernels at
 /// most: its AVX-512 ones are not built), burn-flex's element-wise operations and reductions
-/// (macerator: AVX-512 where the CPU has F, BW, CD, DQ and VL), and agml's own kernels
-/// (compiled for baseline x86-64, their sums in a fixed order).
+/// ([`FLEX_SCALAR`], or with the `simd` feature macerator's widest level: AVX-512 where the
+/// CPU has F, BW, CD, DQ and VL), and agml's own kernels (compiled for baseline x86-64, their
+/// sums in a fixed order).
 fn flex_kernels() -> BTreeMap<String, String> {
     #[cfg(target_arch = "x86_64")]
     let (gemm, elementwise) = {
@@ -123,6 +129,11 @@ fn flex_kernels() -> BTreeMap<String, String> {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let (gemm, elementwise) = (std::env::consts::ARCH, std::env::consts::ARCH);
+    let elementwise = if cfg!(feature = "simd") {
+        elementwise
+    } else {
+        FLEX_SCALAR
+    };
     BTreeMap::from([
         ("gemm".to_string(), gemm.to_string()),
         (

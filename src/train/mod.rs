@@ -25,5 +25,7 @@ pub use trainer::Trainer;
 /// convolution backward on tch; the same gradients summed in another order. 8: the backbone's
 /// operations as agml's own (issue 15, `src/model/ops/`): on flex the whole convolution as
 /// products over several images' patch matrices and BatchNorm as one kernel each way; on tch
-/// libtorch's native BatchNorm and its backward.
-pub const SEMANTICS: u32 = 8;
+/// libtorch's native BatchNorm and its backward. 9: flex sums in one order on every x86-64
+/// machine (issue 16): burn-flex's reductions without SIMD (the `simd` feature brings them
+/// back), agml's matrix products split into sums of at most 512 terms.
+pub const SEMANTICS: u32 = 9;
