@@ -54,15 +54,15 @@ fn smoke_metrics_match_the_committed_golden() {
         let machine = &json(&dir.join("manifest.json"))["provenance"]["machine"];
         let same = |m: &&Value| m["kernels"] == machine["kernels"];
         if let Some(known) = machines.iter().find(same) {
+            let checked = format!(
+                "the golden of these kernels ({}) on {} ({}, {})",
+                known["note"], machine["cpu"], machine["cpu_simd"], machine["caches"]
+            );
             assert_eq!(
                 metrics, known["metrics"][&hash],
-                "{hash}: metrics differ from the golden of these kernels ({}) on {} ({}, {})",
-                known["note"], machine["cpu"], machine["cpu_simd"], machine["caches"]
+                "{hash}: metrics differ from {checked}"
             );
-            eprintln!(
-                "{hash}: byte-identical to the golden ({}) on {} ({}, {})",
-                known["note"], machine["cpu"], machine["cpu_simd"], machine["caches"]
-            );
+            eprintln!("{hash}: byte-identical to {checked}");
         } else {
             eprintln!(
                 "NOT BYTE-CHECKED: no golden for this build's kernels ({machine}); each test \

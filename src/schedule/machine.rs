@@ -93,7 +93,7 @@ pub fn cpu_simd() -> &'static str {
 
 /// burn-flex's element-wise operations and reductions in a build without the `simd` feature:
 /// plain loops compiled for baseline x86-64, each sum in index order.
-pub const FLEX_SCALAR: &str = "baseline x86-64, sums in index order";
+const FLEX_SCALAR: &str = "baseline x86-64, sums in index order";
 
 /// What flex's kernel families run on this CPU: gemm's matrix products (AVX2 + FMA kernels at
 /// most: its AVX-512 ones are not built), burn-flex's element-wise operations and reductions
