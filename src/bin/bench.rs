@@ -28,7 +28,7 @@
 //!   gallery (3,985 items), every metric incl. NMI and F1 of the queries, against
 //!   AccuracyCalculator with NMI (`ref_includes_query=False`).
 //!
-//! Usage: `bench [--python PY] [--out FILE] [--threads N] [--only eval|eval-sop|eval-inshop|loader|plan|train]`; the internal
+//! Usage: `bench --help`; the internal
 //! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
 //! `bench eval-data DIR` writes the evaluation benchmark's embeddings.
 
@@ -52,6 +52,39 @@ const EVAL_CLASSES: usize = 500;
 const LOADER_IMAGES: usize = 96;
 const STEP_BATCH: usize = 32;
 
+const USAGE: &str = "Usage: bench [--python PY] [--out FILE] [--threads N] \
+[--only eval|eval-sop|eval-inshop|loader|plan|train] [--models convnet-small,resnet18,resnet50]
+
+Times agml against the references in the same run and writes bench/latest.json (`make bench`
+builds the binaries it runs). --models: only these train lines.";
+
+/// The flags `bench` takes, each with a value.
+const FLAGS: [&str; 5] = ["--python", "--out", "--threads", "--only", "--models"];
+/// The values of `--only`.
+const ONLY: [&str; 6] = ["eval", "eval-sop", "eval-inshop", "loader", "plan", "train"];
+
+/// Exits 2 with the usage on a flag `bench` does not take, a flag without its value or an
+/// unknown `--only`: a typo must not start half an hour of benchmarks.
+fn check_flags(args: &[String]) {
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if !FLAGS.contains(&arg.as_str()) {
+            usage_error(&format!("unknown argument {arg:?}"));
+        }
+        let Some(value) = rest.next() else {
+            usage_error(&format!("{arg} needs a value"));
+        };
+        if arg == "--only" && !ONLY.contains(&value.as_str()) {
+            usage_error(&format!("--only {value:?}: not one of {}", ONLY.join(", ")));
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ! {
+    eprintln!("bench: {message}\n\n{USAGE}");
+    std::process::exit(2);
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("bench: {e:#}");
@@ -73,6 +106,11 @@ fn run() -> anyhow::Result<()> {
         }
         _ => {}
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    check_flags(&args);
     let flag = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -85,6 +123,13 @@ fn run() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let only = flag("--only");
+    let models: Option<Vec<String>> =
+        flag("--models").map(|m| m.split(',').map(str::to_string).collect());
+    for model in models.iter().flatten() {
+        if !TRAIN_MODELS.iter().any(|(name, _, _)| name == model) {
+            usage_error(&format!("--models: no train line for {model:?}"));
+        }
+    }
     let tmp = std::env::temp_dir().join(format!("agml-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     println!(
@@ -113,7 +158,7 @@ fn run() -> anyhow::Result<()> {
         results.push(plan_bench(&tmp)?);
     }
     if only.as_deref().is_none_or(|o| o == "train") {
-        results.extend(train_bench(&python, threads)?);
+        results.extend(train_bench(&python, threads, models.as_deref())?);
     }
     std::fs::remove_dir_all(&tmp).ok();
     if let Some(parent) = out.parent() {
@@ -725,11 +770,19 @@ fn reference_step_seconds(
 /// Training step of each model on each compiled backend against PyTorch eager (same
 /// architecture, loss family and optimiser, same thread count), batch 32: medians of
 /// [`TRAIN_ROUNDS`] interleaved rounds.
-fn train_bench(python: &str, threads: usize) -> anyhow::Result<Vec<Value>> {
+fn train_bench(
+    python: &str,
+    threads: usize,
+    models: Option<&[String]>,
+) -> anyhow::Result<Vec<Value>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/reference/train_step.py");
     let benches = step_benches()?;
     let mut lines = Vec::new();
+    let chosen = |backbone: &str| models.is_none_or(|m| m.iter().any(|name| name == backbone));
     for model @ (backbone, size, steps) in TRAIN_MODELS {
+        if !chosen(backbone) {
+            continue;
+        }
         let mut reference = Vec::new();
         let mut ours = vec![Vec::new(); benches.len()];
         for _ in 0..TRAIN_ROUNDS {

@@ -1,0 +1,377 @@
+//! The convolutions' matrix products on AVX-512, rounding exactly as gemm's AVX2 + FMA kernel.
+//!
+//! gemm (without its `x86-v4` feature, which would change the numbers: its small products sum
+//! across vector lanes) runs 8-lane AVX2 kernels on AVX-512 machines too, at half their
+//! multiply-add width. Every output of a gemm product (on its main path) is one accumulator
+//! that starts at 0 and takes one fused multiply-add per term in order, then is added to the
+//! destination (or written); here likewise, 16 lanes at a time, so the results are bit for bit
+//! gemm's on an AVX2 + FMA machine (tested below), whichever machine runs them.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+/// Rows of a tile (one broadcast value each per term).
+const MR: usize = 12;
+/// Columns of a tile: two 16-lane vectors.
+const NR: usize = 32;
+/// Columns of a task.
+const NC: usize = 256;
+
+/// A strided matrix: element (r, c) at `values[offset + r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub struct Strided<'a> {
+    pub values: &'a [f32],
+    pub offset: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major `_ x cols` matrix.
+    fn row_major(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            offset: 0,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of this matrix.
+    fn t(self) -> Self {
+        Self {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Panics unless every element of a `rows x cols` matrix is inside `values`.
+    fn check(&self, rows: usize, cols: usize) {
+        let last = self.offset + (rows - 1) * self.rs + (cols - 1) * self.cs;
+        assert!(last < self.values.len(), "matrix outside its values");
+    }
+
+    /// The `rows x cols` matrix, row-major.
+    fn to_row_major(self, rows: usize, cols: usize) -> Vec<f32> {
+        let mut out = vec![0f32; rows * cols];
+        // Blocks of 16 x 16 keep both sides' cache lines in use.
+        for r0 in (0..rows).step_by(16) {
+            for c0 in (0..cols).step_by(16) {
+                for c in c0..(c0 + 16).min(cols) {
+                    for r in r0..(r0 + 16).min(rows) {
+                        out[r * cols + c] = self.values[self.offset + r * self.rs + c * self.cs];
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether [`product`] can run here and round as gemm does for a `m x n` product of `k`
+/// terms: an AVX-512 CPU, and a product on gemm's main path (gemm sums products of at most 256
+/// outputs, or of one row or column, or of at most 2 terms, otherwise).
+pub fn applies(m: usize, n: usize, k: usize) -> bool {
+    m >= 2 && n >= 2 && k >= 3 && m * n > 256 && available()
+}
+
+/// Whether the convolutions' products take [`product`] here: where it [`applies`] on a CPU
+/// that runs 512-bit multiply-adds at full width. AMD's Zen 4 (family 0x19 with AVX-512) splits
+/// them in two, and gemm's own AVX-512 kernels were slower there than its AVX2 ones
+/// (docs/benchmarks.md). Either way the numbers are the same.
+pub fn chosen(m: usize, n: usize, k: usize) -> bool {
+    static FULL_WIDTH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    applies(m, n, k) && *FULL_WIDTH.get_or_init(|| !is_zen4())
+}
+
+#[cfg(target_arch = "x86_64")]
+fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn available() -> bool {
+    false
+}
+
+/// An AMD CPU of family 0x19 (Zen 3 and Zen 4; of them only Zen 4 has AVX-512).
+#[cfg(target_arch = "x86_64")]
+fn is_zen4() -> bool {
+    let (vendor, signature) = (__cpuid(0), __cpuid(1));
+    let mut name = [0u8; 12];
+    for (bytes, register) in name.chunks_mut(4).zip([vendor.ebx, vendor.edx, vendor.ecx]) {
+        bytes.copy_from_slice(&register.to_le_bytes());
+    }
+    amd_family_0x19(&name, signature.eax)
+}
+
+/// Whether cpuid's vendor string and leaf-1 signature are an AMD family 0x19 CPU: base family
+/// 0xF plus the extended family (bits 20-27).
+fn amd_family_0x19(vendor: &[u8; 12], signature: u32) -> bool {
+    let (family, extended) = ((signature >> 8) & 0xf, (signature >> 20) & 0xff);
+    vendor == b"AuthenticAMD" && family + extended == 0x19
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn is_zen4() -> bool {
+    false
+}
+
+/// The destination's pointer, shared by tasks that write disjoint tiles.
+#[derive(Clone, Copy)]
+struct Destination(*mut f32);
+// SAFETY: tasks write disjoint blocks of the destination (see `product`).
+unsafe impl Send for Destination {}
+unsafe impl Sync for Destination {}
+
+/// `dst (+)= lhs rhs` for `dst` row-major `m x n`, lhs `m x k`, rhs `k x n`; `accumulate`:
+/// add to dst. Panics unless [`applies`].
+///
+/// The tiles take 16 consecutive columns of the right operand per load and broadcast the left
+/// operand's values from where they lie; a right operand whose rows are not contiguous gives
+/// the transposed product (`dst^T = rhs^T lhs^T`) when lhs's columns are, else the smaller
+/// operand is copied row-major first.
+pub fn product(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Strided,
+    rhs: Strided,
+    accumulate: bool,
+) {
+    assert!(applies(m, n, k), "not an AVX-512 product");
+    assert_eq!(dst.len(), m * n, "destination size");
+    lhs.check(m, k);
+    rhs.check(k, n);
+    if rhs.cs == 1 {
+        return direct(dst, (m, n, k), lhs, rhs, accumulate);
+    }
+    // Copying rhs (k x n values) or lhs (k x m) and adding the transposed product (m x n).
+    if lhs.rs != 1 && k * n <= k * m + m * n {
+        let rhs = rhs.to_row_major(k, n);
+        return direct(dst, (m, n, k), lhs, Strided::row_major(&rhs, n), accumulate);
+    }
+    let copied;
+    let lhs_t = if lhs.rs == 1 {
+        lhs.t()
+    } else {
+        copied = lhs.t().to_row_major(k, m);
+        Strided::row_major(&copied, m)
+    };
+    let mut transposed = vec![0f32; n * m];
+    direct(&mut transposed, (n, m, k), rhs.t(), lhs_t, false);
+    // dst (+)= transposed^T, in blocks of 16 x 16: the same rounding as adding each sum where
+    // it belongs.
+    for i0 in (0..m).step_by(16) {
+        for j0 in (0..n).step_by(16) {
+            for i in i0..(i0 + 16).min(m) {
+                let row = &mut dst[i * n..(i + 1) * n];
+                for (j, value) in row.iter_mut().enumerate().take((j0 + 16).min(n)).skip(j0) {
+                    let sum = transposed[j * m + i];
+                    *value = if accumulate { *value + sum } else { sum };
+                }
+            }
+        }
+    }
+}
+
+/// [`product`] for a right operand with contiguous rows (`rhs.cs == 1`), in tasks of whole
+/// `NC`-column blocks where there are enough of them.
+fn direct(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Strided,
+    rhs: Strided,
+    accumulate: bool,
+) {
+    debug_assert_eq!(rhs.cs, 1);
+    // Tasks of whole columns (each panel packed once) where there are enough for the threads,
+    // else of fewer rows as well.
+    let parallel = m * n * k >= 1 << 20;
+    let tasks = if parallel {
+        2 * rayon::current_num_threads()
+    } else {
+        1
+    };
+    let col_blocks = n.div_ceil(NC);
+    let row_blocks = tasks.div_ceil(col_blocks).min(m.div_ceil(MR));
+    let mc = m.div_ceil(row_blocks).next_multiple_of(MR);
+    let row_blocks = m.div_ceil(mc);
+    let destination = Destination(dst.as_mut_ptr());
+    let task = |index: usize| {
+        let (rows, cols) = (index / col_blocks * mc, index % col_blocks * NC);
+        let rows = rows..(rows + mc).min(m);
+        let cols = cols..(cols + NC).min(n);
+        // SAFETY: the block rows x cols of the m x n destination is this task's alone; the
+        // operands hold m x k and k x n (checked by `product`).
+        unsafe { block(destination, n, (rows, cols), k, lhs, rhs, accumulate) }
+    };
+    if !parallel {
+        (0..row_blocks * col_blocks).for_each(task);
+    } else {
+        (0..row_blocks * col_blocks).into_par_iter().for_each(task);
+    }
+}
+
+/// One task: the destination block `rows x cols`, column panel by column panel.
+///
+/// # Safety
+/// `dst` points at a row-major matrix with `n` columns that holds the block, which no other
+/// thread touches meanwhile; lhs holds the block's rows (k terms) and rhs (contiguous rows)
+/// its columns; the CPU has AVX-512F (checked by [`applies`]).
+unsafe fn block(
+    dst: Destination,
+    n: usize,
+    (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
+    k: usize,
+    lhs: Strided,
+    rhs: Strided,
+    accumulate: bool,
+) {
+    // The panel's rows one after another: its tiles read it from L1 and L2 in order, not at
+    // the right operand's row stride (a page apart and more).
+    let mut panel = vec![0f32; k * NR];
+    for first_col in cols.clone().step_by(NR) {
+        let width = NR.min(cols.end - first_col);
+        // SAFETY: the panel holds k rows of NR; rhs holds the block's columns of k rows.
+        unsafe { pack_panel(rhs, k, first_col, width, &mut panel) };
+        for first_row in rows.clone().step_by(MR) {
+            let height = MR.min(rows.end - first_row);
+            let tile = Tile {
+                a: lhs.values.as_ptr().wrapping_add(lhs.offset + first_row * lhs.rs),
+                a_strides: (lhs.rs, lhs.cs),
+                b: panel.as_ptr(),
+                b_rs: NR,
+                dst: dst.0.wrapping_add(first_row * n + first_col),
+                dst_rs: n,
+                size: (height, width),
+            };
+            // SAFETY: the tile's rows, columns and terms lie inside the operands and the block.
+            unsafe { tile_product(&tile, k, accumulate) }
+        }
+    }
+}
+
+/// Copies `width <= NR` columns from `first_col` on of the `k` rows of `rhs` (contiguous rows)
+/// into `panel` (`k x NR`), zeros after them: two masked vector moves a row, where a
+/// `copy_from_slice` would call memmove for every 128 bytes.
+///
+/// # Safety
+/// rhs holds `k` rows with the columns `first_col..first_col + width`; `panel` holds `k * NR`
+/// values; the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_panel(rhs: Strided, k: usize, first_col: usize, width: usize, panel: &mut [f32]) {
+    assert!(panel.len() >= k * NR);
+    let masks = masks(width);
+    let from = rhs.values.as_ptr().wrapping_add(rhs.offset + first_col);
+    for t in 0..k {
+        let (from, to) = (from.wrapping_add(t * rhs.rs), panel.as_mut_ptr().wrapping_add(t * NR));
+        for (half, &mask) in masks.iter().enumerate() {
+            // SAFETY: the masked load reads only the row's `width` columns; the store writes
+            // the panel's row t.
+            unsafe {
+                let values = _mm512_maskz_loadu_ps(mask, from.wrapping_add(16 * half));
+                _mm512_storeu_ps(to.add(16 * half), values);
+            }
+        }
+    }
+}
+
+/// The lane masks of the two 16-lane halves of a tile `width` columns wide.
+#[cfg(target_arch = "x86_64")]
+fn masks(width: usize) -> [__mmask16; 2] {
+    let mask = |from: usize| -> __mmask16 {
+        match width.saturating_sub(from) {
+            0 => 0,
+            w if w >= 16 => 0xffff,
+            w => (1u16 << w) - 1,
+        }
+    };
+    [mask(0), mask(16)]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn pack_panel(_: Strided, _: usize, _: usize, _: usize, _: &mut [f32]) {
+    unreachable!("applies() is false off x86-64")
+}
+
+/// One tile of at most `MR x NR` outputs and where its operands are.
+struct Tile {
+    /// The tile's first row of the left operand, and that operand's (row, column) strides.
+    a: *const f32,
+    a_strides: (usize, usize),
+    /// The tile's first column of the right operand (contiguous rows), and its row stride.
+    b: *const f32,
+    b_rs: usize,
+    /// The tile's corner in the row-major destination, and its row stride.
+    dst: *mut f32,
+    dst_rs: usize,
+    /// (height <= MR, width <= NR).
+    size: (usize, usize),
+}
+
+/// The tile (+)= its `k` terms: per output one fused multiply-add per term, in order, from 0.
+///
+/// # Safety
+/// The tile's operands hold `height x k` and `k x width` values and its destination `height x
+/// width`, at the tile's pointers and strides; the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_product(tile: &Tile, k: usize, accumulate: bool) {
+    let (height, width) = tile.size;
+    let (a_rs, a_cs) = tile.a_strides;
+    let masks = masks(width);
+    // Rows past the tile's height repeat its last row (computed, never stored).
+    let rows: [usize; MR] = std::array::from_fn(|i| i.min(height - 1) * a_rs);
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for t in 0..k {
+        // SAFETY: masked loads read only the tile's columns of row t of the right operand, and
+        // the broadcasts the tile's rows of column t of the left one.
+        unsafe {
+            let b = tile.b.wrapping_add(t * tile.b_rs);
+            let b0 = _mm512_maskz_loadu_ps(masks[0], b);
+            let b1 = _mm512_maskz_loadu_ps(masks[1], b.wrapping_add(16));
+            let a = tile.a.wrapping_add(t * a_cs);
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let a = _mm512_set1_ps(*a.add(row));
+                acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate().take(height) {
+        for (half, (&mask, &acc)) in masks.iter().zip(acc).enumerate() {
+            let at = tile.dst.wrapping_add(i * tile.dst_rs + 16 * half);
+            // SAFETY: masked loads and stores touch only the tile's `width` columns of row i.
+            unsafe {
+                let value = if accumulate {
+                    _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, at))
+                } else {
+                    acc
+                };
+                _mm512_mask_storeu_ps(at, mask, value);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile_product(_: &Tile, _: usize, _: bool) {
+    unreachable!("applies() is false off x86-64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zen4_is_amd_family_0x19() {
+        // EPYC 9004 (Zen 4), EPYC 9005 (Zen 5, family 0x1A), a Xeon (family 6).
+        assert!(amd_family_0x19(b"AuthenticAMD", 0x00a1_0f11));
+        assert!(!amd_family_0x19(b"AuthenticAMD", 0x00b0_0f20));
+        assert!(!amd_family_0x19(b"GenuineIntel", 0x000c_06f2));
+    }
+}
