@@ -240,7 +240,10 @@ unsafe fn block(
         for first_row in rows.clone().step_by(MR) {
             let height = MR.min(rows.end - first_row);
             let tile = Tile {
-                a: lhs.values.as_ptr().wrapping_add(lhs.offset + first_row * lhs.rs),
+                a: lhs
+                    .values
+                    .as_ptr()
+                    .wrapping_add(lhs.offset + first_row * lhs.rs),
                 a_strides: (lhs.rs, lhs.cs),
                 b: panel.as_ptr(),
                 b_rs: NR,
@@ -268,7 +271,10 @@ unsafe fn pack_panel(rhs: Strided, k: usize, first_col: usize, width: usize, pan
     let masks = masks(width);
     let from = rhs.values.as_ptr().wrapping_add(rhs.offset + first_col);
     for t in 0..k {
-        let (from, to) = (from.wrapping_add(t * rhs.rs), panel.as_mut_ptr().wrapping_add(t * NR));
+        let (from, to) = (
+            from.wrapping_add(t * rhs.rs),
+            panel.as_mut_ptr().wrapping_add(t * NR),
+        );
         for (half, &mask) in masks.iter().enumerate() {
             // SAFETY: the masked load reads only the row's `width` columns; the store writes
             // the panel's row t.
