@@ -476,7 +476,23 @@ fn a_run_killed_at_any_point_resumes_to_the_same_numbers() {
             !manifest.exists(),
             "the run finished before the kill after {kill_after} epochs"
         );
+        // status sees the dead writer: interrupted, with the epochs its state holds.
+        let status = agml(&["status", m, "--results", store.to_str().unwrap(), "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        let cell = &status["cells"][0];
+        if cell["status"] == "interrupted" {
+            assert!(cell["epochs_done"].as_u64().unwrap() as usize >= kill_after);
+            assert_eq!(status["interrupted"], 1);
+        } else {
+            // Killed before it wrote its cell.toml: nothing begun yet.
+            assert_eq!((kill_after, &cell["status"]), (0, &"pending".into()));
+        }
     }
+    let text = stdout(&agml(&["status", m, "--results", store.to_str().unwrap()]));
+    assert!(
+        text.contains("1 interrupted") && text.contains("`agml run` resumes it"),
+        "{text}"
+    );
     let resumed = agml(&["run", m, "--results", store.to_str().unwrap()]);
     assert!(resumed.status.success());
     assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming after epoch"));

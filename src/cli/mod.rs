@@ -123,6 +123,12 @@ fn counts_line<'a>(matrix: &Matrix, states: impl Iterator<Item = &'a RunState>) 
         count("failed"),
         count("stale")
     );
+    // Only when there are any: most stores never see them.
+    for label in ["training", "interrupted"] {
+        if count(label) > 0 {
+            line += &format!(", {} {label}", count(label));
+        }
+    }
     if matrix.excluded + matrix.not_applicable > 0 {
         line += &format!(
             " ({} excluded by rules, {} not applicable)",

@@ -42,7 +42,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 fn json(entries: &[PlanEntry], queue: &HashMap<String, QueueState>) -> serde_json::Value {
     let mut counts = serde_json::Map::new();
-    for label in ["done", "pending", "failed", "stale"] {
+    for label in [
+        "done",
+        "pending",
+        "failed",
+        "stale",
+        "training",
+        "interrupted",
+    ] {
         let n = entries.iter().filter(|e| e.state.label() == label).count();
         counts.insert(label.into(), n.into());
     }
@@ -87,8 +94,14 @@ fn print_text(matrix: &Matrix, entries: &[PlanEntry], queue: &HashMap<String, Qu
         if let Some(state) = on_slurm(queue, entry) {
             println!("{:<8} {hash}  {values}", state.label());
         }
-        if let RunState::Failed(failure) = &entry.state {
-            println!("failed {hash}  {values}: {}", failure.reason);
+        match &entry.state {
+            RunState::Failed(failure) => println!("failed {hash}  {values}: {}", failure.reason),
+            RunState::Interrupted { epochs_done } => println!(
+                "interrupted {hash}  {values}: after epoch {epochs_done} of {}, its process \
+                 gone without a word (killed, out of memory?); `agml run` resumes it",
+                entry.cell.config.train.epochs
+            ),
+            _ => {}
         }
     }
 }

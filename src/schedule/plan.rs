@@ -21,8 +21,10 @@ impl PlanEntry<'_> {
             "status": self.state.label(),
             "cell": self.cell.config,
         });
-        if let RunState::Failed(failure) = &self.state {
-            value["reason"] = json!(failure.reason);
+        match &self.state {
+            RunState::Failed(failure) => value["reason"] = json!(failure.reason),
+            RunState::Interrupted { epochs_done } => value["epochs_done"] = json!(epochs_done),
+            _ => {}
         }
         value
     }

@@ -25,8 +25,9 @@ pub fn done_and_intact(store: &RunStore, hash: &str) -> bool {
     }
 }
 
-/// The cells of `entries` to train: pending and failed ones, done ones whose artifacts no
-/// longer match their manifest (each mismatch logged), and what `redo` adds.
+/// The cells of `entries` to train: pending, failed and interrupted ones (and running ones,
+/// which the executor skips), done ones whose artifacts no longer match their manifest (each
+/// mismatch logged), and what `redo` adds.
 pub fn cells_to_run<'a>(
     entries: &[PlanEntry<'a>],
     store: &RunStore,
@@ -45,7 +46,11 @@ pub fn cells_to_run<'a>(
                 }
             }
             RunState::Stale(_) => redo.force || redo.stale,
-            RunState::Pending | RunState::Failed(_) => true,
+            // A running cell's writer holds its lock: the executor skips it, saying so.
+            RunState::Pending
+            | RunState::Failed(_)
+            | RunState::Interrupted { .. }
+            | RunState::Training => true,
         })
         .map(|e| e.cell)
         .collect()

@@ -18,7 +18,7 @@ pub use atomic::write_atomic;
 pub use checksum::hex_sha256;
 pub use lock::RunLock;
 pub use manifest::{Failure, Machine, Manifest, Provenance, utc_now};
-pub use run_files::{EmbeddedSet, RunFile, STATE_DIR};
+pub use run_files::{EmbeddedSet, RunFile, STATE_CURRENT, STATE_DIR};
 pub use verify::{Mismatch, verify_run, verify_store};
 
 /// What the store holds for one hash.
@@ -30,8 +30,16 @@ pub enum RunState {
     Stale(Box<Manifest>),
     /// Failed; the reason is kept.
     Failed(Failure),
-    /// Never started, or interrupted before its manifest.
+    /// Never started (or begun too briefly to write its cell.toml).
     Pending,
+    /// Begun, and its lock held: a process is training it now.
+    Training,
+    /// Begun, neither finished nor failed, and no process holds its lock: its process died
+    /// without a word (SIGKILL, the OOM killer, a lost node). `run` resumes it.
+    Interrupted {
+        /// Epochs in its resume state (0: killed before the first one ended).
+        epochs_done: usize,
+    },
 }
 
 impl RunState {
@@ -42,8 +50,20 @@ impl RunState {
             RunState::Stale(_) => "stale",
             RunState::Failed(_) => "failed",
             RunState::Pending => "pending",
+            RunState::Training => "training",
+            RunState::Interrupted { .. } => "interrupted",
         }
     }
+}
+
+/// Epochs of a run's resume state (`state/current.json`, written by `train::resume`), 0 when
+/// it has none.
+fn resume_epochs(dir: &Path) -> usize {
+    fs::read_to_string(dir.join(STATE_DIR).join(STATE_CURRENT))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|value| value["epochs_done"].as_u64())
+        .map_or(0, |epochs| epochs as usize)
 }
 
 /// A results folder.
@@ -86,7 +106,16 @@ impl RunStore {
         {
             return RunState::Failed(failure);
         }
-        RunState::Pending
+        if !dir.join(RunFile::Cell.name()).exists() {
+            return RunState::Pending;
+        }
+        match self.is_locked(hash) {
+            Ok(true) => RunState::Training,
+            // A lock that cannot be probed is not evidence of a live writer.
+            Ok(false) | Err(_) => RunState::Interrupted {
+                epochs_done: resume_epochs(&dir),
+            },
+        }
     }
 
     /// Hashes of the runs done at `semantics`, sorted (a store read without its matrix).
@@ -196,6 +225,34 @@ mod tests {
         let writer = store.begin(&hash).unwrap();
         assert_eq!(store.state(&hash, 1), RunState::Pending);
         writer.fail("NaN loss at epoch 1").unwrap();
+        assert_eq!(store.state(&hash, 1).label(), "failed");
+    }
+
+    #[test]
+    fn a_begun_run_is_running_while_locked_and_interrupted_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::new(dir.path());
+        let hash = "cd".repeat(32);
+        let lock = store.try_lock(&hash).unwrap().expect("free");
+        let mut writer = store.begin(&hash).unwrap();
+        writer.write(RunFile::Cell, b"seed = 0\n").unwrap();
+        assert_eq!(store.state(&hash, 1), RunState::Training);
+        // The writer's process dies: its lock goes with it.
+        drop(lock);
+        assert_eq!(
+            store.state(&hash, 1),
+            RunState::Interrupted { epochs_done: 0 }
+        );
+        let state = store.run_dir(&hash).join(STATE_DIR);
+        fs::create_dir_all(&state).unwrap();
+        fs::write(state.join(STATE_CURRENT), br#"{"epochs_done": 3}"#).unwrap();
+        assert_eq!(
+            store.state(&hash, 1),
+            RunState::Interrupted { epochs_done: 3 }
+        );
+        // Probing leaves the lock free for the next writer.
+        assert!(store.try_lock(&hash).unwrap().is_some());
+        writer.fail("NaN loss").unwrap();
         assert_eq!(store.state(&hash, 1).label(), "failed");
     }
 

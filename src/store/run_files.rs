@@ -41,6 +41,8 @@ pub enum RunFile {
 
 /// The folder of a run's resume state while it trains (removed when it finishes).
 pub const STATE_DIR: &str = "state";
+/// The file of the resume state that names its last complete epoch.
+pub const STATE_CURRENT: &str = "current.json";
 
 impl RunFile {
     /// The file name inside the run folder.

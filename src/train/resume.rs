@@ -21,7 +21,7 @@ use super::record::EpochRecord;
 use crate::eval::npy::{NpyArray, NpyValues, f32_npy, read_npy};
 use crate::loss::MetricLoss;
 use crate::model::Embedder;
-use crate::store::write_atomic;
+use crate::store::{STATE_CURRENT, write_atomic};
 
 /// What `current.json` and each epoch's `progress.json` hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +92,7 @@ pub fn save(dir: &Path, state: &TrainState, progress: &RunProgress) -> anyhow::R
     let text = serde_json::to_string(&exact_floats(serde_json::to_value(&file)?))?;
     write("progress.json", text.as_bytes())?;
     // The pointer last: before it moves, the previous epoch stays the one to resume from.
-    write_atomic(&dir.join("current.json"), text.as_bytes())?;
+    write_atomic(&dir.join(STATE_CURRENT), text.as_bytes())?;
     for entry in fs::read_dir(dir)?.filter_map(Result::ok) {
         let path = entry.path();
         if path.is_dir() && path != target {
@@ -110,7 +110,7 @@ pub fn load(
     fresh: TrainState,
     model_optimizer_for: impl FnOnce(&Embedder) -> ModuleOptimizer,
 ) -> anyhow::Result<Option<(TrainState, RunProgress)>> {
-    let Ok(text) = fs::read_to_string(dir.join("current.json")) else {
+    let Ok(text) = fs::read_to_string(dir.join(STATE_CURRENT)) else {
         return Ok(None);
     };
     let file: ProgressFile = serde_json::from_str(&text)
