@@ -420,18 +420,136 @@ fn history_without_seconds(path: &Path) -> String {
         .join("\n")
 }
 
+/// The resume state's progress (`state/current.json`) of the one cell in `store`.
+fn resume_progress(store: &Path, hash: &str) -> Option<serde_json::Value> {
+    let current = store
+        .join("runs")
+        .join(hash)
+        .join("state")
+        .join("current.json");
+    std::fs::read_to_string(current)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Starts `agml run MATRIX --results STORE --checkpoint-every 1` and waits until its state
+/// holds a step within an epoch after `epochs` complete ones.
+fn run_until_within(m: &str, store: &Path, hash: &str, epochs: u64) -> std::process::Child {
+    let child = Command::new(AGML)
+        .args(["run", m, "--results", store.to_str().unwrap()])
+        .args(["--checkpoint-every", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        if let Some(progress) = resume_progress(store, hash)
+            && progress["epochs_done"].as_u64() >= Some(epochs)
+            && progress["within"]["steps_done"].as_u64() >= Some(3)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child
+}
+
+#[test]
+fn a_signal_stops_a_run_between_steps_and_it_resumes_to_the_same_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let matrix = tmp.path().join("resume.toml");
+    std::fs::write(&matrix, RESUME_MATRIX).unwrap();
+    let m = matrix.to_str().unwrap();
+    let reference = tmp.path().join("reference");
+    assert!(
+        agml(&["run", m, "--results", reference.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&agml(&["plan", m, "--json"]).stdout).unwrap();
+    let hash = plan[0]["hash"].as_str().unwrap().to_string();
+    let store = tmp.path().join("stopped");
+    let store_arg = store.to_str().unwrap();
+
+    // SIGTERM (a SLURM time limit, `kill`) within epoch 1: the state after the step it was in
+    // is saved, a clear line, exit 143.
+    let child = run_until_within(m, &store, &hash, 0);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(143), "{text}");
+    // Epoch 1 unless this machine outran the poll.
+    assert!(text.contains("stopped by SIGTERM in epoch "), "{text}");
+    assert!(text.contains(" of 6 after step "), "{text}");
+    assert!(resume_progress(&store, &hash).is_some(), "no saved state");
+    let status = agml(&["status", m, "--results", store_arg, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["cells"][0]["status"], "interrupted");
+
+    // SIGKILL within epoch 3, after steps of it were saved: resumes from the last one.
+    let mut child = run_until_within(m, &store, &hash, 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !store
+            .join("runs")
+            .join(&hash)
+            .join("manifest.json")
+            .exists()
+    );
+
+    let saved = resume_progress(&store, &hash).expect("a saved state");
+    let resumed = agml(&["run", m, "--results", store_arg]);
+    assert!(resumed.status.success());
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    let expected = match saved["within"]["steps_done"].as_u64() {
+        Some(steps) => format!(
+            "resuming after epoch {} and step {steps}",
+            saved["epochs_done"]
+        ),
+        // Killed the instant an epoch's state was saved.
+        None => format!("resuming after epoch {}", saved["epochs_done"]),
+    };
+    assert!(log.contains(&expected), "{expected}: {log}");
+    let (a, b) = (
+        reference.join("runs").join(&hash),
+        store.join("runs").join(&hash),
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.join("metrics.json")).unwrap(),
+        std::fs::read_to_string(b.join("metrics.json")).unwrap()
+    );
+    assert_eq!(
+        history_without_seconds(&a.join("history.csv")),
+        history_without_seconds(&b.join("history.csv"))
+    );
+    assert!(
+        std::fs::read(a.join("test-embeddings.npy")).unwrap()
+            == std::fs::read(b.join("test-embeddings.npy")).unwrap(),
+        "test embeddings differ after resuming within epochs"
+    );
+}
+
+/// One synthetic cell of 6 epochs of 24 steps: quick to train, with steps to stop between.
+const RESUME_MATRIX: &str = "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\n\
+    head = [\"attentive\"]\nloss = [\"margin\"]\ngroups = [2]\nseed = [0]\n[defaults]\nepochs = 6\n\
+    batch_size = 8\nsamples_per_class = 2\nembedding_size = 16\n[datasets.synthetic]\nclasses = 8\n\
+    images_per_class = 24\nsize = 28\n";
+
 #[test]
 fn a_run_killed_at_any_point_resumes_to_the_same_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let matrix = tmp.path().join("resume.toml");
-    std::fs::write(
-        &matrix,
-        "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\nhead = [\"attentive\"]\n\
-         loss = [\"margin\"]\ngroups = [2]\nseed = [0]\n[defaults]\nepochs = 6\nbatch_size = 8\n\
-         samples_per_class = 2\nembedding_size = 16\n[datasets.synthetic]\nclasses = 8\n\
-         images_per_class = 24\nsize = 28\n",
-    )
-    .unwrap();
+    std::fs::write(&matrix, RESUME_MATRIX).unwrap();
     let m = matrix.to_str().unwrap();
     let reference = tmp.path().join("reference");
     assert!(

@@ -138,7 +138,8 @@ fn counts_line<'a>(matrix: &Matrix, states: impl Iterator<Item = &'a RunState>) 
     line
 }
 
-/// Lists the failed and skipped cells of a run; exit 1 if any failed.
+/// Lists the failed, skipped and stopped cells of a run; exit 1 if any failed, 128 + the
+/// signal's number (130 for SIGINT, 143 for SIGTERM) if a signal stopped it.
 fn summary_exit(summary: &agml::schedule::RunSummary) -> ExitCode {
     for (hash, reason) in &summary.failed {
         println!("failed {}: {reason}", &hash[..12]);
@@ -146,5 +147,11 @@ fn summary_exit(summary: &agml::schedule::RunSummary) -> ExitCode {
     for (hash, reason) in &summary.skipped {
         println!("skipped {}: {reason}", &hash[..12]);
     }
-    exit(summary.failed.is_empty())
+    for (hash, line) in &summary.stopped {
+        println!("stopped {}: {line}", &hash[..12]);
+    }
+    match summary.signal {
+        Some(signal) => ExitCode::from((128 + signal).min(255) as u8),
+        None => exit(summary.failed.is_empty()),
+    }
 }

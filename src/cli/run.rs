@@ -41,6 +41,11 @@ pub struct Args {
     /// Try a failed cell up to N more times.
     #[arg(long, default_value_t = 0)]
     retries: usize,
+    /// Also save the training state within epochs, every N steps or M minutes (`500`, `10m`):
+    /// what a stop or a kill loses at most. The state is always saved after each epoch and
+    /// when SIGINT, SIGTERM or SIGUSR1 stops the run.
+    #[arg(long, value_name = "STEPS|MINUTESm")]
+    checkpoint_every: Option<agml::train::CheckpointEvery>,
     #[arg(long, value_enum, default_value_t = Executor::Local)]
     executor: Executor,
     #[command(flatten)]
@@ -89,7 +94,9 @@ pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
         devices: args.devices,
         force: args.force,
         retries: args.retries,
+        checkpoint_every: args.checkpoint_every,
     };
+    agml::schedule::stop::install()?;
     let summary = run_cells(&todo, &store, &options, progress)?;
     println!(
         "trained {} cells, {} failed; results in {}",

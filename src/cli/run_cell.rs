@@ -19,6 +19,11 @@ pub struct Args {
     /// The device to train on (cpu, cuda:0, ...).
     #[arg(long, value_delimiter = ',')]
     devices: Vec<String>,
+    /// Also save the training state within epochs, every N steps or M minutes (`500`, `10m`):
+    /// what a stop or a kill loses at most. The state is always saved after each epoch and
+    /// when SIGINT, SIGTERM or SIGUSR1 stops the run.
+    #[arg(long, value_name = "STEPS|MINUTESm")]
+    checkpoint_every: Option<agml::train::CheckpointEvery>,
 }
 
 pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
@@ -34,7 +39,9 @@ pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
         devices: args.devices,
         force: false,
         retries: 0,
+        checkpoint_every: args.checkpoint_every,
     };
+    agml::schedule::stop::install()?;
     let summary = run_cells(&[&cell], &store, &options, progress)?;
     Ok(super::summary_exit(&summary))
 }

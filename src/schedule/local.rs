@@ -11,6 +11,7 @@ use burn::tensor::Device;
 use rayon::prelude::*;
 
 use super::provenance::Origin;
+use super::stop;
 use crate::data::Splits;
 use crate::error::BadInput;
 use crate::matrix::PlannedCell;
@@ -18,7 +19,7 @@ use crate::matrix::hash::canonical_json;
 use crate::progress::Progress;
 use crate::store::{RunFile, RunStore, STATE_DIR, utc_now};
 use crate::train::artifacts::write_outcome;
-use crate::train::{Backend, SEMANTICS, train_run};
+use crate::train::{Backend, CheckpointEvery, Checkpoints, SEMANTICS, Stopped, train_run};
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Further attempts at a cell that failed.
     pub retries: usize,
+    /// Saves of the state within epochs (besides after each and on a stop signal).
+    pub checkpoint_every: Option<CheckpointEvery>,
 }
 
 /// What a `run` did.
@@ -43,6 +46,9 @@ pub struct RunSummary {
     pub failed: Vec<(String, String)>,
     /// (hash, reason) of each cell left to another process.
     pub skipped: Vec<(String, String)>,
+    /// (hash, line) of the cell a signal stopped, its state saved; and the signal.
+    pub stopped: Vec<(String, String)>,
+    pub signal: Option<usize>,
 }
 
 /// The devices cells train on, each with its provenance: with `--devices`, one cell per device
@@ -78,6 +84,10 @@ impl RunSummary {
                 tracing::info!("skip   {} {values}: {reason}", &hash[..12]);
                 self.skipped.push((hash, reason));
             }
+            Ok(CellResult::Stopped(line)) => {
+                tracing::warn!("stop   {} {values}: {line}", &hash[..12]);
+                self.stopped.push((hash, line));
+            }
             Err(reason) => {
                 tracing::error!("failed {} {values}: {reason}", &hash[..12]);
                 self.failed.push((hash, reason));
@@ -102,6 +112,14 @@ pub fn run_cells(
     let cells_bar = progress.cells(cells.len());
     let summary = Mutex::new(RunSummary::default());
     let run = |cell: &&PlannedCell| {
+        if let Some(signal) = stop::signal() {
+            let reason = format!("not started: {} asked the run to stop", stop::name(signal));
+            summary
+                .lock()
+                .expect("summary lock")
+                .add(cell, Ok(CellResult::Skipped(reason)));
+            return;
+        }
         // At most `jobs` cells run at once, so a device is always free here.
         let (device, origin) = free
             .lock()
@@ -118,7 +136,7 @@ pub fn run_cells(
                 tracing::warn!("retry {attempt}/{} of {hash}", options.retries);
             }
             result = run_cell(cell, splits, store, options, &device, &origin, &batches);
-            if result.is_ok() {
+            if result.is_ok() || stop::signal().is_some() {
                 break;
             }
         }
@@ -138,7 +156,9 @@ pub fn run_cells(
         pool.install(|| cells.par_iter().for_each(run));
     }
     progress.remove(&cells_bar);
-    Ok(summary.into_inner().expect("summary lock"))
+    let mut summary = summary.into_inner().expect("summary lock");
+    summary.signal = stop::signal();
+    Ok(summary)
 }
 
 fn dataset_key(cell: &PlannedCell) -> (String, PathBuf) {
@@ -164,6 +184,8 @@ fn load_datasets(
 enum CellResult {
     Trained,
     Skipped(String),
+    /// A signal stopped it after its state was saved: what to tell the user.
+    Stopped(String),
 }
 
 fn run_cell(
@@ -196,20 +218,36 @@ fn run_cell(
         .write(RunFile::Cell, cell_toml.as_bytes())
         .map_err(|e| format!("{e:#}"))?;
 
-    // Per-epoch training state: a killed run resumes from it; removed once the run is done.
+    // Training state: a killed or stopped run resumes from it; removed once the run is done.
     let state_dir = writer.dir().join(STATE_DIR);
+    let checkpoints = Checkpoints {
+        dir: &state_dir,
+        every: options.checkpoint_every,
+        stop: stop::signal,
+    };
     let trained = catch_unwind(AssertUnwindSafe(|| {
         train_run(
             &cell.config,
             cell.weights.as_deref(),
             splits,
             device,
-            Some(&state_dir),
+            Some(&checkpoints),
             Some(batches),
         )
     }));
     let outcome = match trained {
         Ok(Ok(outcome)) => outcome,
+        Ok(Err(error)) if error.downcast_ref::<Stopped>().is_some() => {
+            let stopped = error.downcast_ref::<Stopped>().expect("checked");
+            return Ok(CellResult::Stopped(format!(
+                "stopped by {} in epoch {} of {} after step {}; its state is saved and the next \
+                 `agml run` resumes it",
+                stop::name(stopped.signal),
+                stopped.epoch,
+                cell.config.train.epochs,
+                stopped.steps_done
+            )));
+        }
         Ok(Err(error)) => return fail(writer, format!("{error:#}")),
         Err(panic) => {
             let message = panic

@@ -7,6 +7,7 @@ pub mod plan;
 pub mod policy;
 pub mod provenance;
 pub mod slurm;
+pub mod stop;
 
 pub use local::{RunOptions, RunSummary, run_cells};
 pub use plan::{PlanEntry, missing_inputs, plan};

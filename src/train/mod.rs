@@ -16,7 +16,7 @@ pub use config::{RunConfig, TrainConfig};
 pub use device::Backend;
 pub use protocol::Protocol;
 pub use record::{EpochRecord, RunOutcome};
-pub use run::train_run;
+pub use run::{CheckpointEvery, Checkpoints, Stopped, train_run};
 pub use trainer::Trainer;
 
 /// Version of what a run computes: bump it when a change alters the numbers a cell produces,

@@ -1,10 +1,13 @@
-//! Per-epoch training state, so that a run killed at any point resumes from its last complete
-//! epoch and, on the flex backend, finishes with the same numbers as an uninterrupted run.
+//! Training state, so that a run killed at any point resumes from its last saved state and, on
+//! the flex backend, finishes with the same numbers as an uninterrupted run.
 //!
 //! After epoch e the state goes to `<dir>/epoch-<e>/` (model, optimisers, loss parameters,
-//! the selected checkpoint so far, history); `<dir>/current.json`, written atomically last,
-//! names the complete one, and older epochs are then removed. Everything else a run draws
-//! (batches, mining) is seeded per epoch, so nothing more is needed to replay.
+//! the selected checkpoint so far, history), and within epoch e + 1, after step s (with
+//! `--checkpoint-every`, or when a signal stops the run), to `<dir>/epoch-<e>-step-<s>/` with
+//! the epoch's loss sums so far and the position of its mining generator; `<dir>/current.json`,
+//! written atomically last, names the complete one, and older ones are then removed. The
+//! batches and their augmentation are seeded per epoch and step, so nothing more is needed to
+//! replay.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,21 @@ struct ProgressFile {
     history: Vec<EpochRecord>,
     /// Selected epoch so far, its score and its test embeddings' width.
     best: Option<(usize, f64, usize)>,
+    /// How far the epoch after `epochs_done` got (a state saved between its steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    within: Option<WithinEpoch>,
+}
+
+/// How far an epoch got: its steps done, the sums of their losses and where its mining
+/// generator stands, all a resumed epoch needs to go on as if never stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithinEpoch {
+    pub steps_done: usize,
+    pub total: f64,
+    pub metric: f64,
+    pub diversity: f64,
+    /// The mining generator's word position (a u128, as decimal text).
+    pub mining: String,
 }
 
 /// The modules and optimisers of a run after a completed epoch.
@@ -41,16 +59,21 @@ pub struct TrainState {
     pub loss_optimizer: ModuleOptimizer,
 }
 
-/// How far a run is: epochs done, their history and the selected epoch so far.
+/// How far a run is: epochs done, their history, the selected epoch so far and how far the
+/// next epoch got.
 #[derive(Debug, Clone, Default)]
 pub struct RunProgress {
     pub epochs_done: usize,
     pub history: Vec<EpochRecord>,
     pub best: KeepBest,
+    pub within: Option<WithinEpoch>,
 }
 
-fn epoch_dir(dir: &Path, epochs_done: usize) -> PathBuf {
-    dir.join(format!("epoch-{epochs_done}"))
+fn state_dir(dir: &Path, epochs_done: usize, within: Option<&WithinEpoch>) -> PathBuf {
+    match within {
+        None => dir.join(format!("epoch-{epochs_done}")),
+        Some(w) => dir.join(format!("epoch-{epochs_done}-step-{}", w.steps_done)),
+    }
 }
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -59,7 +82,7 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 /// Saves `state` and `progress` under `dir` and points `current.json` at them.
 pub fn save(dir: &Path, state: &TrainState, progress: &RunProgress) -> anyhow::Result<()> {
-    let target = epoch_dir(dir, progress.epochs_done);
+    let target = state_dir(dir, progress.epochs_done, progress.within.as_ref());
     fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
     let write = |name: &str, bytes: &[u8]| write_atomic(&target.join(name), bytes);
     write(
@@ -88,6 +111,7 @@ pub fn save(dir: &Path, state: &TrainState, progress: &RunProgress) -> anyhow::R
             .best
             .as_ref()
             .map(|b| (b.epoch, b.score, b.embedding_dim)),
+        within: progress.within.clone(),
     };
     let text = serde_json::to_string(&exact_floats(serde_json::to_value(&file)?))?;
     write("progress.json", text.as_bytes())?;
@@ -117,7 +141,7 @@ pub fn load(
         .map(restore_floats)
         .and_then(serde_json::from_value)
         .context("reading the resume state")?;
-    let source = epoch_dir(dir, file.epochs_done);
+    let source = state_dir(dir, file.epochs_done, file.within.as_ref());
     let read = |name: &str| -> anyhow::Result<Bytes> {
         let path = source.join(name);
         Ok(Bytes::from_bytes_vec(
@@ -165,6 +189,7 @@ pub fn load(
         epochs_done: file.epochs_done,
         history: file.history,
         best: KeepBest { best },
+        within: file.within,
     };
     Ok(Some((state, progress)))
 }

@@ -3,7 +3,8 @@
 //! resume state and the step benchmark all drive this one type, so a benchmark times the
 //! code a run executes.
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use burn::module::Module;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
@@ -14,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use super::config::RunConfig;
 use super::embed::pixels_tensor;
 use super::optim::{ModelGroups, adam, model_learning_rates, model_optimizer};
-use super::resume::TrainState;
+use super::resume::{TrainState, WithinEpoch};
 use crate::data::loader::for_each_batch;
 use crate::data::{ClassBalancedSampler, ImageSet, View};
 use crate::error::BadInput;
@@ -193,23 +194,53 @@ impl Trainer {
         sampler: &ClassBalancedSampler,
         progress: Option<&ProgressBar>,
     ) -> anyhow::Result<Losses> {
+        self.epoch_from(epoch, train, sampler, progress, None, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::epoch`] continued from `start` (how far it got before a stop), calling
+    /// `after_step` with how far it is after each step (to save the state, or to stop the run
+    /// by returning an error).
+    pub fn epoch_from(
+        &mut self,
+        epoch: usize,
+        train: &ImageSet,
+        sampler: &ClassBalancedSampler,
+        progress: Option<&ProgressBar>,
+        start: Option<&WithinEpoch>,
+        after_step: &mut dyn FnMut(&Trainer, &WithinEpoch) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Losses> {
         self.begin_epoch(epoch);
         let config = &self.config.train;
         let batches = sampler.epoch(self.config.seed, epoch);
+        let skip = start.map_or(0, |s| s.steps_done);
+        let mut sum = Losses::default();
+        if let Some(start) = start {
+            let position = start
+                .mining
+                .parse()
+                .context("the resume state's mining position")?;
+            self.rates.mining.set_word_pos(position);
+            sum = Losses {
+                total: start.total,
+                metric: start.metric,
+                diversity: start.diversity,
+            };
+        }
         if let Some(bar) = progress {
             bar.set_length(batches.len() as u64);
-            bar.set_position(0);
+            bar.set_position(skip as u64);
             bar.set_message(format!("epoch {}/{}", epoch + 1, config.epochs));
         }
         let (batch_size, seed) = (config.batch_size, self.config.seed);
         let view_of = |step: usize| View::Train {
             seed,
             epoch,
-            position: step * batch_size,
+            position: (skip + step) * batch_size,
         };
         let shape = train.batch_shape(view_of(0));
-        let mut sum = Losses::default();
-        for_each_batch(train, &batches, view_of, |step, batch, pixels| {
+        let rest = batches.get(skip..).unwrap_or_default();
+        for_each_batch(train, rest, view_of, |step, batch, pixels| {
+            let step = skip + step;
             let images = pixels_tensor(pixels, batch.len(), shape, &self.device);
             let labels: Vec<usize> = batch.iter().map(|&i| train.labels[i]).collect();
             let losses = self
@@ -221,7 +252,14 @@ impl Trainer {
             if let Some(bar) = progress {
                 bar.inc(1);
             }
-            Ok(())
+            let within = WithinEpoch {
+                steps_done: step + 1,
+                total: sum.total,
+                metric: sum.metric,
+                diversity: sum.diversity,
+                mining: self.rates.mining.get_word_pos().to_string(),
+            };
+            after_step(self, &within)
         })?;
         let steps = batches.len() as f64;
         Ok(Losses {
@@ -250,6 +288,10 @@ impl Trainer {
 
     /// The parts of the resume state that the trainer owns.
     pub fn snapshot(&self) -> TrainState {
+        // burn's running statistics (BatchNorm's) record the value of their last sync, which
+        // lags the last training step until something syncs them; `valid` does (exactly: the
+        // one pending update, divided by 1), as the evaluation after each epoch does.
+        let _ = self.model().valid();
         TrainState {
             model: self.model().clone(),
             model_optimizer: self.model_optimizer.clone(),
