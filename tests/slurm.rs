@@ -77,6 +77,84 @@ fn the_smoke_matrix_runs_as_a_job_array_and_is_never_submitted_twice() {
 }
 
 #[test]
+fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numbers() {
+    if !slurm_answers() {
+        eprintln!(
+            "skipped: no SLURM controller answers `sinfo` here (tests/slurm/start-cluster starts one)"
+        );
+        return;
+    }
+    // About 45 s of training on one CPU; SLURM warns each task 50 s before its 1-minute
+    // limit, that is 10 to 40 s after it starts (slurmctld checks limits every 30 s), so the
+    // first task is warned for sure, and each requeue resumes the cell.
+    let tmp = tempfile::tempdir().unwrap();
+    let matrix = tmp.path().join("long.toml");
+    std::fs::write(
+        &matrix,
+        "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\n\
+         head = [\"attentive\"]\nloss = [\"multi-similarity\"]\ngroups = [2]\nseed = [0]\n\
+         [defaults]\nepochs = 120\nbatch_size = 8\nsamples_per_class = 2\nembedding_size = 16\n\
+         [datasets.synthetic]\nclasses = 8\nimages_per_class = 24\nsize = 28\n",
+    )
+    .unwrap();
+    let m = matrix.to_str().unwrap();
+    let (slurm, local) = (tmp.path().join("slurm"), tmp.path().join("local"));
+    let slurm_s = slurm.to_str().unwrap();
+    let out = agml(&[
+        "run",
+        m,
+        "--results",
+        slurm_s,
+        "--executor",
+        "slurm",
+        "--time",
+        "1",
+        "--signal-before",
+        "50",
+        "--max-requeues",
+        "20",
+    ]);
+    assert!(out.status.success());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while status(m, slurm_s)["done"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the cell did not finish: {}",
+            status(m, slurm_s)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let log: String = std::fs::read_dir(slurm.join("slurm"))
+        .unwrap()
+        .flat_map(|submission| std::fs::read_dir(submission.unwrap().path()).unwrap())
+        .map(|file| file.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".out"))
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
+    assert!(log.contains("stopped by SIGUSR1"), "{log}");
+    assert!(log.contains("requeued task"), "{log}");
+    assert!(log.contains("resuming after epoch"), "{log}");
+    assert_eq!(submissions(&slurm), 1, "requeued, not submitted again");
+
+    assert!(
+        agml(&["run", m, "--results", local.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let metrics = |store: &Path| {
+        let runs = store.join("runs");
+        let run = std::fs::read_dir(&runs)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::read_to_string(run.join("metrics.json")).unwrap()
+    };
+    assert_eq!(metrics(&slurm), metrics(&local));
+}
+
+#[test]
 fn run_cell_rejects_what_is_not_a_queued_cell() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().to_str().unwrap();

@@ -79,7 +79,11 @@ pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
         .into());
     }
     if args.executor == Executor::Slurm {
-        return submit_to_slurm(&todo, &store, &matrix, args.backend, &args.slurm);
+        let slurm = SlurmOptions {
+            checkpoint_every: args.checkpoint_every,
+            ..args.slurm
+        };
+        return submit_to_slurm(&todo, &store, &matrix, args.backend, &slurm);
     }
     tracing::info!(
         "{}: training {} of {} selected cells on {}",

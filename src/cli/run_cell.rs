@@ -19,6 +19,9 @@ pub struct Args {
     /// The device to train on (cpu, cuda:0, ...).
     #[arg(long, value_delimiter = ',')]
     devices: Vec<String>,
+    /// Requeues of this SLURM array task after a signal stopped it, before it gives up.
+    #[arg(long, default_value_t = slurm::MAX_REQUEUES)]
+    max_requeues: u32,
     /// Also save the training state within epochs, every N steps or M minutes (`500`, `10m`):
     /// what a stop or a kill loses at most. The state is always saved after each epoch and
     /// when SIGINT, SIGTERM or SIGUSR1 stops the run.
@@ -43,5 +46,12 @@ pub fn run(args: Args, progress: &Progress) -> anyhow::Result<ExitCode> {
     };
     agml::schedule::stop::install()?;
     let summary = run_cells(&[&cell], &store, &options, progress)?;
+    // Stopped by the time limit's warning or a preemption: the task goes back in the queue and
+    // its next start resumes the cell.
+    if !summary.stopped.is_empty()
+        && let Some(line) = slurm::requeue_this_task(args.max_requeues)
+    {
+        println!("{line}");
+    }
     Ok(super::summary_exit(&summary))
 }

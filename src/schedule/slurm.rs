@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::BadInput;
 use crate::matrix::PlannedCell;
 use crate::store::{RunStore, utc_now, write_atomic};
-use crate::train::Backend;
+use crate::train::{Backend, CheckpointEvery};
 
 /// What `--executor slurm` asks of the cluster (also the command line's options).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -35,7 +35,23 @@ pub struct SlurmOptions {
     /// At most K cells at once (`--array=0-N%K`).
     #[arg(long)]
     pub array_parallelism: Option<usize>,
+    /// Seconds before the time limit at which SLURM warns a task with SIGUSR1: the task saves
+    /// its state and requeues itself [default: 120].
+    #[arg(long, value_name = "SECONDS")]
+    pub signal_before: Option<u32>,
+    /// Requeues of a cell's task that a signal stopped (time limit, preemption) before it is
+    /// left interrupted [default: 3].
+    #[arg(long)]
+    pub max_requeues: Option<u32>,
+    /// `run --checkpoint-every`, passed on to each task.
+    #[arg(skip)]
+    pub checkpoint_every: Option<CheckpointEvery>,
 }
+
+/// Seconds of [`SlurmOptions::signal_before`] unless given.
+const SIGNAL_BEFORE: u32 = 120;
+/// [`SlurmOptions::max_requeues`] unless given.
+pub const MAX_REQUEUES: u32 = 3;
 
 /// The record of one submission.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +123,24 @@ fn job_script(
     if let Some(g) = options.gpus_per_task {
         directive(format!("--gpus-per-task={g}"));
     }
+    // The warning before the time limit goes to the task itself (`B:`: the batch shell, which
+    // `exec` makes agml); a task stopped by it or by a preemption requeues itself, and its log
+    // continues in the same file.
+    let before = options.signal_before.unwrap_or(SIGNAL_BEFORE);
+    directive(format!("--signal=B:USR1@{before}"));
+    directive("--requeue".into());
+    directive("--open-mode=append".into());
+    let mut task_options = format!(
+        " --max-requeues {}",
+        options.max_requeues.unwrap_or(MAX_REQUEUES)
+    );
+    if let Some(every) = options.checkpoint_every {
+        write!(task_options, " --checkpoint-every {every}").expect("string");
+    }
+    // SLURM shows a task only its own GPUs: the first one is its device.
+    if options.gpus_per_task.is_some() {
+        task_options += " --devices cuda:0";
+    }
     let cells = quote(&dir.join("cells.txt").to_string_lossy());
     writeln!(
         s,
@@ -114,15 +148,9 @@ fn job_script(
          hash=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {cells})\n\
          # The backend's threads: the CPUs SLURM gave this task.\n\
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
-         exec {} run-cell \"$hash\" --results {} --backend {backend}{}",
+         exec {} run-cell \"$hash\" --results {} --backend {backend}{task_options}",
         quote(&agml.to_string_lossy()),
         quote(&results.to_string_lossy()),
-        // SLURM shows a task only its own GPUs: the first one is its device.
-        if options.gpus_per_task.is_some() {
-            " --devices cuda:0"
-        } else {
-            ""
-        },
     )
     .expect("string");
     s
@@ -216,6 +244,39 @@ fn sbatch(script_path: &Path) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// Requeues the array task this process runs in (`scontrol requeue JOB_TASK`), unless it was
+/// requeued `max` times already (`SLURM_RESTART_COUNT`); the line to print. `None` outside a
+/// SLURM array task.
+pub fn requeue_this_task(max: u32) -> Option<String> {
+    let var = |name: &str| std::env::var(name).ok();
+    let (job, task) = (var("SLURM_ARRAY_JOB_ID")?, var("SLURM_ARRAY_TASK_ID")?);
+    let restarts: u32 = var("SLURM_RESTART_COUNT")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let id = format!("{job}_{task}");
+    if restarts >= max {
+        return Some(format!(
+            "not requeued: task {id} was requeued {restarts} times already (--max-requeues \
+             {max}); `agml run --executor slurm` submits it again"
+        ));
+    }
+    Some(
+        match Command::new("scontrol").args(["requeue", &id]).output() {
+            Ok(out) if out.status.success() => {
+                format!(
+                    "requeued task {id} (requeue {} of at most {max})",
+                    restarts + 1
+                )
+            }
+            Ok(out) => format!(
+                "scontrol requeue {id} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => format!("scontrol requeue {id}: cannot run it ({e})"),
+        },
+    )
+}
+
 /// The cell `run-cell` was asked for, as the submission stored it.
 pub fn queued_cell(store: &RunStore, hash: &str) -> Result<PlannedCell, BadInput> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -300,6 +361,9 @@ mod tests {
             gpus_per_task: Some(1),
             cpus_per_task: Some(4),
             array_parallelism: Some(3),
+            signal_before: Some(300),
+            max_requeues: None,
+            checkpoint_every: Some(CheckpointEvery::Minutes(10.0)),
         };
         let script = job_script(
             Path::new("/r/slurm/x"),
@@ -318,11 +382,16 @@ mod tests {
             "#SBATCH --gpus-per-task=1",
             "#SBATCH --cpus-per-task=4",
             "#SBATCH --output=/r/slurm/x/task-%A_%a.out",
+            "#SBATCH --signal=B:USR1@300",
+            "#SBATCH --requeue",
+            "#SBATCH --open-mode=append",
         ] {
             assert!(script.contains(line), "{line} in\n{script}");
         }
         assert!(script.contains(r"exec '/bin/it'\''s agml' run-cell"));
-        assert!(script.contains("--results '/r' --backend flex --devices cuda:0"));
+        assert!(script.contains(
+            "--results '/r' --backend flex --max-requeues 3 --checkpoint-every 10m --devices cuda:0"
+        ));
         assert!(
             script.contains(r#"sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" '/r/slurm/x/cells.txt'"#)
         );

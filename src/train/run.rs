@@ -58,6 +58,15 @@ impl std::str::FromStr for CheckpointEvery {
     }
 }
 
+impl std::fmt::Display for CheckpointEvery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Steps(n) => write!(f, "{n}"),
+            Self::Minutes(m) => write!(f, "{m}m"),
+        }
+    }
+}
+
 /// A run that a signal stopped after saving its state.
 #[derive(Debug)]
 pub struct Stopped {
