@@ -88,16 +88,7 @@ fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numb
     // limit, that is 10 to 40 s after it starts (slurmctld checks limits every 30 s), so the
     // first task is warned for sure, and each requeue resumes the cell.
     let tmp = tempfile::tempdir().unwrap();
-    let matrix = tmp.path().join("long.toml");
-    std::fs::write(
-        &matrix,
-        "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\n\
-         head = [\"attentive\"]\nloss = [\"multi-similarity\"]\ngroups = [2]\nseed = [0]\n\
-         [defaults]\nepochs = 120\nbatch_size = 8\nsamples_per_class = 2\nembedding_size = 16\n\
-         [datasets.synthetic]\nclasses = 8\nimages_per_class = 24\nsize = 28\n",
-    )
-    .unwrap();
-    let m = matrix.to_str().unwrap();
+    let m = &synthetic_matrix(tmp.path(), 120);
     let (slurm, local) = (tmp.path().join("slurm"), tmp.path().join("local"));
     let slurm_s = slurm.to_str().unwrap();
     let out = agml(&[
@@ -152,6 +143,86 @@ fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numb
         std::fs::read_to_string(run.join("metrics.json")).unwrap()
     };
     assert_eq!(metrics(&slurm), metrics(&local));
+}
+
+/// A synthetic cell of `epochs` epochs of 24 steps (about 0.4 s each on one CPU).
+fn synthetic_matrix(dir: &Path, epochs: usize) -> String {
+    let matrix = dir.join(format!("synthetic-{epochs}.toml"));
+    std::fs::write(
+        &matrix,
+        format!(
+            "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"convnet-small\"]\n\
+             head = [\"attentive\"]\nloss = [\"multi-similarity\"]\ngroups = [2]\nseed = [0]\n\
+             [defaults]\nepochs = {epochs}\nbatch_size = 8\nsamples_per_class = 2\n\
+             embedding_size = 16\n[datasets.synthetic]\nclasses = 8\nimages_per_class = 24\n\
+             size = 28\n"
+        ),
+    )
+    .unwrap();
+    matrix.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_task_killed_without_a_word_is_recorded_with_slurms_reason() {
+    if !slurm_answers() {
+        eprintln!(
+            "skipped: no SLURM controller answers `sinfo` here (tests/slurm/start-cluster starts one)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let m = synthetic_matrix(tmp.path(), 300);
+    let results = tmp.path().join("results");
+    let results_s = results.to_str().unwrap();
+    let out = agml(&[
+        "run",
+        &m,
+        "--results",
+        results_s,
+        "--executor",
+        "slurm",
+        "--time",
+        "5",
+    ]);
+    assert!(out.status.success());
+    // Once the task has saved a state, SIGKILL it (as the OOM killer would).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let state = |results: &Path| {
+        std::fs::read_dir(results.join("runs"))
+            .into_iter()
+            .flatten()
+            .any(|run| run.unwrap().path().join("state/current.json").exists())
+    };
+    while !state(&results) {
+        assert!(Instant::now() < deadline, "the task saved no state");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let submission = std::fs::read_dir(results.join("slurm"))
+        .unwrap()
+        .next()
+        .unwrap();
+    let record = std::fs::read_to_string(submission.unwrap().path().join("submission.json"));
+    let record: serde_json::Value = serde_json::from_str(&record.unwrap()).unwrap();
+    let task = format!("{}_0", record["job_id"].as_str().unwrap());
+    let kill = Command::new("scancel")
+        .args(["--signal=KILL", "--batch", &task])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    loop {
+        let now = status(&m, results_s);
+        if now["failed"] == 1 {
+            let reason = now["cells"][0]["reason"].as_str().unwrap().to_string();
+            assert!(reason.starts_with("interrupted after epoch"), "{reason}");
+            assert!(
+                reason.contains(&format!("SLURM task {task}: FAILED")),
+                "{reason}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failure recorded: {now}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 #[test]

@@ -29,15 +29,47 @@ fn on_slurm(queue: &HashMap<String, QueueState>, entry: &PlanEntry) -> Option<Qu
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let matrix = Matrix::load(&args.matrix)?;
     let store = RunStore::new(&args.results);
-    let entries = plan(&matrix, &CellFilter::default(), &store);
     // None without SLURM.
     let queue = slurm::queue_states(&store).unwrap_or_default();
+    record_slurm_deaths(&matrix, &store, &queue)?;
+    let entries = plan(&matrix, &CellFilter::default(), &store);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json(&entries, &queue))?);
     } else {
         print_text(&matrix, &entries, &queue);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stores what SLURM says ended the task of each interrupted cell it no longer holds
+/// (OUT_OF_MEMORY, TIMEOUT, NODE_FAIL, ...) as the run's failure: its accounting forgets, the
+/// store keeps it. `run` retries the cell from its saved state as any failed one.
+fn record_slurm_deaths(
+    matrix: &Matrix,
+    store: &RunStore,
+    queue: &HashMap<String, QueueState>,
+) -> anyhow::Result<()> {
+    for entry in plan(matrix, &CellFilter::default(), store) {
+        let RunState::Interrupted { epochs_done } = entry.state else {
+            continue;
+        };
+        let hash = &entry.cell.hash;
+        if queue.contains_key(hash) {
+            continue;
+        }
+        let Some(cause) = slurm::task_of(store, hash).and_then(|id| slurm::end_state(&id)) else {
+            continue;
+        };
+        // Only while no process writes the run.
+        let Some(_lock) = store.try_lock(hash)? else {
+            continue;
+        };
+        let epochs = entry.cell.config.train.epochs;
+        store.begin(hash)?.fail(&format!(
+            "interrupted after epoch {epochs_done} of {epochs}: {cause}"
+        ))?;
+    }
+    Ok(())
 }
 
 fn json(entries: &[PlanEntry], queue: &HashMap<String, QueueState>) -> serde_json::Value {

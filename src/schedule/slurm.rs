@@ -277,6 +277,68 @@ pub fn requeue_this_task(max: u32) -> Option<String> {
     )
 }
 
+/// The array task (`JOB_TASK`) of the latest submission that holds cell `hash`.
+pub fn task_of(store: &RunStore, hash: &str) -> Option<String> {
+    submissions(store).iter().rev().find_map(|submission| {
+        let task = submission.hashes.iter().position(|h| h == hash)?;
+        Some(format!("{}_{task}", submission.job_id))
+    })
+}
+
+/// How SLURM says array task `id` ended (`OUT_OF_MEMORY (exit 0:125)`, `TIMEOUT`,
+/// `NODE_FAIL`, `PREEMPTED`, `FAILED (exit 0:9)`), from `sacct` where accounting is on, else
+/// from `scontrol` while the controller still remembers the job; `None` when neither knows or
+/// the task is still queued or running.
+pub fn end_state(id: &str) -> Option<String> {
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (state, exit, reason) = if let Some(text) = run(
+        "sacct",
+        &["-n", "-P", "-X", "-j", id, "-o", "State,ExitCode,Reason"],
+    )
+    .filter(|text| !text.trim().is_empty())
+    {
+        let line = text.lines().last().unwrap_or_default().to_string();
+        let mut fields = line.split('|').map(str::to_string);
+        let mut next = || fields.next().unwrap_or_default();
+        (next(), next(), next())
+    } else {
+        let text = run("scontrol", &["-o", "show", "job", id])?;
+        let field = |name: &str| {
+            text.split_whitespace()
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        (field("JobState"), field("ExitCode"), field("Reason"))
+    };
+    // `CANCELLED by 0` and the like: the state is the first word.
+    let state = state
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if state.is_empty()
+        || ["PENDING", "RUNNING", "REQUEUED", "COMPLETING"].contains(&state.as_str())
+    {
+        return None;
+    }
+    let mut line = format!("SLURM task {id}: {state}");
+    if !exit.is_empty() && exit != "0:0" {
+        line += &format!(" (exit {exit})");
+    }
+    if !reason.is_empty() && reason != "None" {
+        line += &format!(", {reason}");
+    }
+    Some(line)
+}
+
 /// The cell `run-cell` was asked for, as the submission stored it.
 pub fn queued_cell(store: &RunStore, hash: &str) -> Result<PlannedCell, BadInput> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
