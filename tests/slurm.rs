@@ -58,16 +58,33 @@ fn the_smoke_matrix_runs_as_a_job_array_and_is_never_submitted_twice() {
         assert_eq!(submissions(&results), 1);
     }
 
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let now = status(smoke, results_s);
-        if now["done"] == 2 {
-            break;
-        }
-        assert_eq!(now["failed"], 0, "a cell failed on SLURM: {now}");
-        assert!(Instant::now() < deadline, "the array did not finish: {now}");
-        std::thread::sleep(Duration::from_secs(2));
-    }
+    // `status --watch` follows the array until nothing is queued, running or training.
+    let watched = Command::new("timeout")
+        .args([
+            "900",
+            common::AGML,
+            "status",
+            smoke,
+            "--results",
+            results_s,
+            "--watch",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&watched.stdout).into_owned();
+    assert!(
+        watched.status.success(),
+        "the array did not finish:\n{lines}"
+    );
+    let last = lines.lines().last().unwrap_or_default();
+    assert!(last.contains("2 cells: 2 done"), "{lines}");
+    let now = status(smoke, results_s);
+    assert_eq!(
+        (&now["done"], &now["failed"]),
+        (&2.into(), &0.into()),
+        "{now}"
+    );
     let out = agml(&["run", smoke, "--results", results_s, "--executor", "slurm"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));

@@ -3,19 +3,24 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use agml::matrix::{CellFilter, Matrix};
 use agml::schedule::slurm::{self, QueueState};
 use agml::schedule::{PlanEntry, plan};
-use agml::store::{RunState, RunStore};
+use agml::store::{RunState, RunStore, utc_now};
 
 #[derive(clap::Args)]
 pub struct Args {
     matrix: PathBuf,
     #[arg(long, default_value = "results")]
     results: PathBuf,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     json: bool,
+    /// Print a line whenever the counts change (checked every SECONDS, default 10) until no
+    /// cell is queued, running or training: a job array's progress without squeue.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "10")]
+    watch: Option<u64>,
 }
 
 /// SLURM's state of a cell the store does not have finished.
@@ -29,6 +34,9 @@ fn on_slurm(queue: &HashMap<String, QueueState>, entry: &PlanEntry) -> Option<Qu
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let matrix = Matrix::load(&args.matrix)?;
     let store = RunStore::new(&args.results);
+    if let Some(seconds) = args.watch {
+        return watch(&matrix, &store, Duration::from_secs(seconds.max(1)));
+    }
     // None without SLURM.
     let queue = slurm::queue_states(&store).unwrap_or_default();
     record_slurm_deaths(&matrix, &store, &queue)?;
@@ -39,6 +47,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print_text(&matrix, &entries, &queue);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `status --watch`: a line with the time, the counts and SLURM's share whenever they change,
+/// until nothing is queued, running or training; then the failures, as `status` lists them.
+fn watch(matrix: &Matrix, store: &RunStore, every: Duration) -> anyhow::Result<ExitCode> {
+    let mut last = String::new();
+    loop {
+        let queue = slurm::queue_states(store).unwrap_or_default();
+        record_slurm_deaths(matrix, store, &queue)?;
+        let entries = plan(matrix, &CellFilter::default(), store);
+        let count = |state| {
+            entries
+                .iter()
+                .filter(|e| on_slurm(&queue, e) == Some(state))
+                .count()
+        };
+        let (queued, running) = (count(QueueState::Queued), count(QueueState::Running));
+        let mut line = super::counts_line(matrix, entries.iter().map(|e| &e.state));
+        if queued + running > 0 {
+            line += &format!("; on SLURM: {queued} queued, {running} running");
+        }
+        if line != last {
+            println!("{} {line}", &utc_now()[11..19]);
+            last = line;
+        }
+        let training = entries.iter().any(|e| e.state == RunState::Training);
+        if queued + running == 0 && !training {
+            for entry in &entries {
+                if let RunState::Failed(failure) = &entry.state {
+                    let (hash, values) = (&entry.cell.hash[..12], &entry.cell.values);
+                    println!("failed {hash}  {values}: {}", failure.reason);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(every);
+    }
 }
 
 /// Stores what SLURM says ended the task of each interrupted cell it no longer holds
