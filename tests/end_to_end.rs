@@ -458,18 +458,8 @@ fn run_until_within(m: &str, store: &Path, hash: &str, epochs: u64) -> std::proc
 #[test]
 fn a_signal_stops_a_run_between_steps_and_it_resumes_to_the_same_numbers() {
     let tmp = tempfile::tempdir().unwrap();
-    let matrix = tmp.path().join("resume.toml");
-    std::fs::write(&matrix, RESUME_MATRIX).unwrap();
+    let (matrix, reference, hash) = resume_reference(tmp.path());
     let m = matrix.to_str().unwrap();
-    let reference = tmp.path().join("reference");
-    assert!(
-        agml(&["run", m, "--results", reference.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let plan: serde_json::Value =
-        serde_json::from_slice(&agml(&["plan", m, "--json"]).stdout).unwrap();
-    let hash = plan[0]["hash"].as_str().unwrap().to_string();
     let store = tmp.path().join("stopped");
     let store_arg = store.to_str().unwrap();
 
@@ -520,10 +510,16 @@ fn a_signal_stops_a_run_between_steps_and_it_resumes_to_the_same_numbers() {
         None => format!("resuming after epoch {}", saved["epochs_done"]),
     };
     assert!(log.contains(&expected), "{expected}: {log}");
-    let (a, b) = (
-        reference.join("runs").join(&hash),
-        store.join("runs").join(&hash),
+    assert_same_run(
+        &reference.join("runs").join(&hash),
+        &store.join("runs").join(&hash),
     );
+}
+
+/// Two runs of one cell computed the same: metrics, history (but for its seconds) and the
+/// selected weights' test embeddings to the bit. (The checkpoint files themselves differ:
+/// burnpack stores each parameter's random id.)
+fn assert_same_run(a: &Path, b: &Path) {
     assert_eq!(
         std::fs::read_to_string(a.join("metrics.json")).unwrap(),
         std::fs::read_to_string(b.join("metrics.json")).unwrap()
@@ -535,8 +531,33 @@ fn a_signal_stops_a_run_between_steps_and_it_resumes_to_the_same_numbers() {
     assert!(
         std::fs::read(a.join("test-embeddings.npy")).unwrap()
             == std::fs::read(b.join("test-embeddings.npy")).unwrap(),
-        "test embeddings differ after resuming within epochs"
+        "test embeddings differ after resuming"
     );
+    assert!(
+        !b.join("state").exists(),
+        "the resume state outlived the finished run"
+    );
+}
+
+/// RESUME_MATRIX written under `dir` and run uninterrupted into `dir/reference`: (matrix,
+/// reference store, the cell's hash).
+fn resume_reference(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let matrix = dir.join("resume.toml");
+    std::fs::write(&matrix, RESUME_MATRIX).unwrap();
+    let m = matrix.to_str().unwrap();
+    let reference = dir.join("reference");
+    assert!(
+        agml(&["run", m, "--results", reference.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let plan: serde_json::Value =
+        serde_json::from_slice(&agml(&["plan", m, "--json"]).stdout).unwrap();
+    (
+        matrix,
+        reference,
+        plan[0]["hash"].as_str().unwrap().to_string(),
+    )
 }
 
 /// One synthetic cell of 6 epochs of 24 steps: quick to train, with steps to stop between.
@@ -548,18 +569,8 @@ const RESUME_MATRIX: &str = "[axes]\ndataset = [\"synthetic\"]\nbackbone = [\"co
 #[test]
 fn a_run_killed_at_any_point_resumes_to_the_same_numbers() {
     let tmp = tempfile::tempdir().unwrap();
-    let matrix = tmp.path().join("resume.toml");
-    std::fs::write(&matrix, RESUME_MATRIX).unwrap();
+    let (matrix, reference, hash) = resume_reference(tmp.path());
     let m = matrix.to_str().unwrap();
-    let reference = tmp.path().join("reference");
-    assert!(
-        agml(&["run", m, "--results", reference.to_str().unwrap()])
-            .status
-            .success()
-    );
-    let plan: serde_json::Value =
-        serde_json::from_slice(&agml(&["plan", m, "--json"]).stdout).unwrap();
-    let hash = plan[0]["hash"].as_str().unwrap().to_string();
 
     let store = tmp.path().join("killed");
     let current = store
@@ -614,28 +625,9 @@ fn a_run_killed_at_any_point_resumes_to_the_same_numbers() {
     let resumed = agml(&["run", m, "--results", store.to_str().unwrap()]);
     assert!(resumed.status.success());
     assert!(String::from_utf8_lossy(&resumed.stderr).contains("resuming after epoch"));
-    let (a, b) = (
-        reference.join("runs").join(&hash),
-        store.join("runs").join(&hash),
-    );
-    assert_eq!(
-        std::fs::read_to_string(a.join("metrics.json")).unwrap(),
-        std::fs::read_to_string(b.join("metrics.json")).unwrap()
-    );
-    assert_eq!(
-        history_without_seconds(&a.join("history.csv")),
-        history_without_seconds(&b.join("history.csv"))
-    );
-    // The selected weights are the same: their test embeddings agree to the bit. (The
-    // checkpoint files themselves differ: burnpack stores each parameter's random id.)
-    assert!(
-        std::fs::read(a.join("test-embeddings.npy")).unwrap()
-            == std::fs::read(b.join("test-embeddings.npy")).unwrap(),
-        "test embeddings differ after resuming"
-    );
-    assert!(
-        !b.join("state").exists(),
-        "the resume state outlived the finished run"
+    assert_same_run(
+        &reference.join("runs").join(&hash),
+        &store.join("runs").join(&hash),
     );
 }
 

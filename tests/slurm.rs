@@ -10,11 +10,18 @@ use std::time::{Duration, Instant};
 
 use common::{agml, repo};
 
+/// Whether a SLURM controller answers; says loudly when not (the test is then skipped).
 fn slurm_answers() -> bool {
-    Command::new("sinfo")
+    let answers = Command::new("sinfo")
         .arg("-h")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !answers {
+        eprintln!(
+            "SKIPPED: no SLURM controller answers `sinfo` here (tests/slurm/start-cluster starts one)"
+        );
+    }
+    answers
 }
 
 fn status(matrix: &str, results: &str) -> serde_json::Value {
@@ -30,9 +37,6 @@ fn submissions(results: &Path) -> usize {
 #[test]
 fn the_smoke_matrix_runs_as_a_job_array_and_is_never_submitted_twice() {
     if !slurm_answers() {
-        eprintln!(
-            "skipped: no SLURM controller answers `sinfo` here (tests/slurm/start-cluster starts one)"
-        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -96,9 +100,6 @@ fn the_smoke_matrix_runs_as_a_job_array_and_is_never_submitted_twice() {
 #[test]
 fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numbers() {
     if !slurm_answers() {
-        eprintln!(
-            "skipped: no SLURM controller answers `sinfo` here (tests/slurm/start-cluster starts one)"
-        );
         return;
     }
     // About 45 s of training on one CPU; SLURM warns each task 50 s before its 1-minute
@@ -182,9 +183,6 @@ fn synthetic_matrix(dir: &Path, epochs: usize) -> String {
 #[test]
 fn a_task_killed_without_a_word_is_recorded_with_slurms_reason() {
     if !slurm_answers() {
-        eprintln!(
-            "skipped: no SLURM controller answers `sinfo` here (tests/slurm/start-cluster starts one)"
-        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -63,9 +63,14 @@ const FLAGS: [&str; 5] = ["--python", "--out", "--threads", "--only", "--models"
 /// The values of `--only`.
 const ONLY: [&str; 6] = ["eval", "eval-sop", "eval-inshop", "loader", "plan", "train"];
 
-/// Exits 2 with the usage on a flag `bench` does not take, a flag without its value or an
-/// unknown `--only`: a typo must not start half an hour of benchmarks.
+/// Prints the usage and exits 0 on `--help`; exits 2 with the usage on a flag `bench` does not
+/// take, a flag without its value, an unknown `--only` or `--models` model: a typo must not
+/// start half an hour of benchmarks.
 fn check_flags(args: &[String]) {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         if !FLAGS.contains(&arg.as_str()) {
@@ -76,6 +81,13 @@ fn check_flags(args: &[String]) {
         };
         if arg == "--only" && !ONLY.contains(&value.as_str()) {
             usage_error(&format!("--only {value:?}: not one of {}", ONLY.join(", ")));
+        }
+        let train_line = |model: &str| TRAIN_MODELS.iter().any(|(name, _, _)| *name == model);
+        if let Some(model) = value
+            .split(',')
+            .find(|m| arg == "--models" && !train_line(m))
+        {
+            usage_error(&format!("--models: no train line for {model:?}"));
         }
     }
 }
@@ -106,10 +118,6 @@ fn run() -> anyhow::Result<()> {
         }
         _ => {}
     }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return Ok(());
-    }
     check_flags(&args);
     let flag = |name: &str| {
         args.iter()
@@ -125,11 +133,6 @@ fn run() -> anyhow::Result<()> {
     let only = flag("--only");
     let models: Option<Vec<String>> =
         flag("--models").map(|m| m.split(',').map(str::to_string).collect());
-    for model in models.iter().flatten() {
-        if !TRAIN_MODELS.iter().any(|(name, _, _)| name == model) {
-            usage_error(&format!("--models: no train line for {model:?}"));
-        }
-    }
     let tmp = std::env::temp_dir().join(format!("agml-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     println!(

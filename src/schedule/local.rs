@@ -237,16 +237,8 @@ fn run_cell(
     }));
     let outcome = match trained {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(error)) if error.downcast_ref::<Stopped>().is_some() => {
-            let stopped = error.downcast_ref::<Stopped>().expect("checked");
-            return Ok(CellResult::Stopped(format!(
-                "stopped by {} in epoch {} of {} after step {}; its state is saved and the next \
-                 `agml run` resumes it",
-                stop::name(stopped.signal),
-                stopped.epoch,
-                cell.config.train.epochs,
-                stopped.steps_done
-            )));
+        Ok(Err(ref error)) if let Some(stopped) = error.downcast_ref::<Stopped>() => {
+            return Ok(CellResult::Stopped(stopped_line(stopped, cell)));
         }
         Ok(Err(error)) => return fail(writer, format!("{error:#}")),
         Err(panic) => {
@@ -275,6 +267,18 @@ fn run_cell(
     stored
         .map(|()| CellResult::Trained)
         .map_err(|e| format!("storing the run: {e:#}"))
+}
+
+/// What a user reads about a cell a signal stopped.
+fn stopped_line(stopped: &Stopped, cell: &PlannedCell) -> String {
+    format!(
+        "stopped by {} in epoch {} of {} after step {}; its state is saved and the next `agml \
+         run` resumes it",
+        stop::name(stopped.signal),
+        stopped.epoch,
+        cell.config.train.epochs,
+        stopped.steps_done
+    )
 }
 
 fn fail(writer: crate::store::RunWriter, reason: String) -> Result<CellResult, String> {
