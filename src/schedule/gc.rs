@@ -105,12 +105,7 @@ pub struct NamedCell {
 
 /// Describes the unnamed run in `dir` against the cells the matrices name.
 pub fn describe(dir: &Path, named: &[NamedCell]) -> anyhow::Result<RunInfo> {
-    let (mut bytes, mut newest) = (0, None);
-    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let meta = entry?.metadata()?;
-        bytes += meta.len();
-        newest = newest.max(meta.modified().ok());
-    }
+    let (bytes, newest) = size_and_newest(dir)?;
     let has = |file: RunFile| dir.join(file.name()).exists();
     let state = if has(RunFile::Metrics) {
         "done"
@@ -147,6 +142,24 @@ pub fn describe(dir: &Path, named: &[NamedCell]) -> anyhow::Result<RunInfo> {
         values,
         closest,
     })
+}
+
+/// The bytes of the files under `dir` (a run's resume state included) and the newest one's
+/// modification time.
+fn size_and_newest(dir: &Path) -> anyhow::Result<(u64, Option<std::time::SystemTime>)> {
+    let (mut bytes, mut newest) = (0, None);
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let (size, modified) = if meta.is_dir() {
+            size_and_newest(&entry.path())?
+        } else {
+            (meta.len(), meta.modified().ok())
+        };
+        bytes += size;
+        newest = newest.max(modified);
+    }
+    Ok((bytes, newest))
 }
 
 /// A configuration's leaves by dotted key (`loss.margin` -> `0.2`).
