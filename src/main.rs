@@ -9,6 +9,12 @@ use agml::progress::Progress;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like ends quietly when the reader goes, as with every
+    // Unix tool (Rust ignores SIGPIPE, and printing to the closed pipe would panic).
+    // SAFETY: restores the signal's default disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

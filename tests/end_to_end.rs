@@ -726,3 +726,26 @@ fn both_protocols_train_report_and_never_share_a_section() {
         "{table}"
     );
 }
+
+#[test]
+fn output_piped_into_head_ends_quietly() {
+    // `agml plan ... --json | head -1`: the reader leaves after one line of 780 KB, far more
+    // than a pipe holds.
+    let paper = repo("experiments/paper.toml");
+    let mut child = Command::new(AGML)
+        .args(["plan", paper.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert_eq!(first, "[\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
