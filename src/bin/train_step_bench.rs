@@ -9,6 +9,7 @@ use std::time::Instant;
 use agml::data::{DatasetConfig, SyntheticConfig};
 use agml::loss::{LossConfig, LossName};
 use agml::model::{BackboneConfig, BackboneKind, HeadKind};
+use agml::schedule::on_worker;
 use agml::train::{Backend, RunConfig, TrainConfig, Trainer};
 use burn::tensor::{Distribution, Tensor};
 use clap::Parser;
@@ -62,6 +63,11 @@ fn config(args: &Args) -> RunConfig {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Where `agml run` trains a cell: on a worker of rayon's pool.
+    on_worker(run)
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = config(&args);
     let device = args.backend.device_named(&args.device)?;

@@ -146,8 +146,8 @@ pub fn run_cells(
         summary.lock().expect("summary lock").add(cell, result);
     };
     if jobs <= 1 {
-        // On the calling thread, so the backend's own parallelism has every core.
-        cells.iter().for_each(run);
+        // One cell at a time, so the backend's own parallelism has every core.
+        on_worker(|| cells.iter().for_each(run));
     } else {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(jobs)
@@ -159,6 +159,16 @@ pub fn run_cells(
     let mut summary = summary.into_inner().expect("summary lock");
     summary.signal = stop::signal();
     Ok(summary)
+}
+
+/// Runs `f` on a worker of rayon's global pool and waits for it. The backend's parallel
+/// operations called from there split their work on the pool itself; called from a thread
+/// outside it, each one is handed to the pool and waited for, which cost 5-25 % of a flex
+/// training step (ResNet-18 and convnet-small, `train_step_bench`, 2026-12-02).
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let mut result = None;
+    rayon::scope(|scope| scope.spawn(|_| result = Some(f())));
+    result.expect("the worker ran f")
 }
 
 fn dataset_key(cell: &PlannedCell) -> (String, PathBuf) {

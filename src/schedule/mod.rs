@@ -9,6 +9,6 @@ pub mod provenance;
 pub mod slurm;
 pub mod stop;
 
-pub use local::{RunOptions, RunSummary, run_cells};
+pub use local::{RunOptions, RunSummary, on_worker, run_cells};
 pub use plan::{PlanEntry, missing_inputs, plan};
 pub use policy::{Redo, cells_to_run, done_and_intact};
