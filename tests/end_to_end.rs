@@ -466,13 +466,10 @@ fn a_signal_stops_a_run_between_steps_and_it_resumes_to_the_same_numbers() {
     // SIGTERM (a SLURM time limit, `kill`) within epoch 1: the state after the step it was in
     // is saved, a clear line, exit 143.
     let child = run_until_within(m, &store, &hash, 0);
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    // SAFETY: signals our own child, which has not been waited for (its pid is still its own).
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
     );
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
