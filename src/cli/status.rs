@@ -37,10 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(seconds) = args.watch {
         return watch(&matrix, &store, Duration::from_secs(seconds.max(1)));
     }
-    // None without SLURM.
-    let queue = slurm::queue_states(&store).unwrap_or_default();
-    record_slurm_deaths(&matrix, &store, &queue)?;
-    let entries = plan(&matrix, &CellFilter::default(), &store);
+    let (entries, queue) = current(&matrix, &store)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json(&entries, &queue))?);
     } else {
@@ -50,20 +47,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `status --watch`: a line with the time, the counts and SLURM's share whenever they change,
-/// until nothing is queued, running or training; then the failures, as `status` lists them.
+/// until nothing is queued, running or training; then the failed and interrupted cells, as
+/// `status` lists them.
 fn watch(matrix: &Matrix, store: &RunStore, every: Duration) -> anyhow::Result<ExitCode> {
     let mut last = String::new();
     loop {
-        let queue = slurm::queue_states(store).unwrap_or_default();
-        record_slurm_deaths(matrix, store, &queue)?;
-        let entries = plan(matrix, &CellFilter::default(), store);
-        let count = |state| {
-            entries
-                .iter()
-                .filter(|e| on_slurm(&queue, e) == Some(state))
-                .count()
-        };
-        let (queued, running) = (count(QueueState::Queued), count(QueueState::Running));
+        let (entries, queue) = current(matrix, store)?;
+        let (queued, running) = slurm_counts(&entries, &queue);
         let mut line = super::counts_line(matrix, entries.iter().map(|e| &e.state));
         if queued + running > 0 {
             line += &format!("; on SLURM: {queued} queued, {running} running");
@@ -74,27 +64,49 @@ fn watch(matrix: &Matrix, store: &RunStore, every: Duration) -> anyhow::Result<E
         }
         let training = entries.iter().any(|e| e.state == RunState::Training);
         if queued + running == 0 && !training {
-            for entry in &entries {
-                if let RunState::Failed(failure) = &entry.state {
-                    let (hash, values) = (&entry.cell.hash[..12], &entry.cell.values);
-                    println!("failed {hash}  {values}: {}", failure.reason);
-                }
-            }
+            entries.iter().for_each(print_unfinished);
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(every);
     }
 }
 
+/// The plan of every cell, after the deaths SLURM reports are recorded, and what SLURM holds
+/// (nothing without SLURM).
+fn current<'a>(
+    matrix: &'a Matrix,
+    store: &RunStore,
+) -> anyhow::Result<(Vec<PlanEntry<'a>>, HashMap<String, QueueState>)> {
+    let queue = slurm::queue_states(store).unwrap_or_default();
+    let mut entries = plan(matrix, &CellFilter::default(), store);
+    if record_slurm_deaths(&entries, store, &queue)? {
+        entries = plan(matrix, &CellFilter::default(), store);
+    }
+    Ok((entries, queue))
+}
+
+/// (queued, running) cells on SLURM among those the store has not finished.
+fn slurm_counts(entries: &[PlanEntry], queue: &HashMap<String, QueueState>) -> (usize, usize) {
+    let count = |state| {
+        entries
+            .iter()
+            .filter(|e| on_slurm(queue, e) == Some(state))
+            .count()
+    };
+    (count(QueueState::Queued), count(QueueState::Running))
+}
+
 /// Stores what SLURM says ended the task of each interrupted cell it no longer holds
 /// (OUT_OF_MEMORY, TIMEOUT, NODE_FAIL, ...) as the run's failure: its accounting forgets, the
-/// store keeps it. `run` retries the cell from its saved state as any failed one.
+/// store keeps it. `run` retries the cell from its saved state as any failed one. True when it
+/// recorded any.
 fn record_slurm_deaths(
-    matrix: &Matrix,
+    entries: &[PlanEntry],
     store: &RunStore,
     queue: &HashMap<String, QueueState>,
-) -> anyhow::Result<()> {
-    for entry in plan(matrix, &CellFilter::default(), store) {
+) -> anyhow::Result<bool> {
+    let mut recorded = false;
+    for entry in entries {
         let RunState::Interrupted { epochs_done } = entry.state else {
             continue;
         };
@@ -113,8 +125,9 @@ fn record_slurm_deaths(
         store.begin(hash)?.fail(&format!(
             "interrupted after epoch {epochs_done} of {epochs}: {cause}"
         ))?;
+        recorded = true;
     }
-    Ok(())
+    Ok(recorded)
 }
 
 fn json(entries: &[PlanEntry], queue: &HashMap<String, QueueState>) -> serde_json::Value {
@@ -130,13 +143,9 @@ fn json(entries: &[PlanEntry], queue: &HashMap<String, QueueState>) -> serde_jso
         let n = entries.iter().filter(|e| e.state.label() == label).count();
         counts.insert(label.into(), n.into());
     }
-    for state in [QueueState::Queued, QueueState::Running] {
-        let n = entries
-            .iter()
-            .filter(|e| on_slurm(queue, e) == Some(state))
-            .count();
-        counts.insert(state.label().into(), n.into());
-    }
+    let (queued, running) = slurm_counts(entries, queue);
+    counts.insert(QueueState::Queued.label().into(), queued.into());
+    counts.insert(QueueState::Running.label().into(), running.into());
     let cells: Vec<_> = entries
         .iter()
         .map(|e| {
@@ -156,29 +165,29 @@ fn print_text(matrix: &Matrix, entries: &[PlanEntry], queue: &HashMap<String, Qu
         "{}",
         super::counts_line(matrix, entries.iter().map(|e| &e.state))
     );
-    let count = |state| {
-        entries
-            .iter()
-            .filter(|e| on_slurm(queue, e) == Some(state))
-            .count()
-    };
-    let (queued, running) = (count(QueueState::Queued), count(QueueState::Running));
+    let (queued, running) = slurm_counts(entries, queue);
     if queued + running > 0 {
         println!("on SLURM: {queued} queued, {running} running");
     }
     for entry in entries {
-        let (hash, values) = (&entry.cell.hash[..12], &entry.cell.values);
         if let Some(state) = on_slurm(queue, entry) {
+            let (hash, values) = (&entry.cell.hash[..12], &entry.cell.values);
             println!("{:<8} {hash}  {values}", state.label());
         }
-        match &entry.state {
-            RunState::Failed(failure) => println!("failed {hash}  {values}: {}", failure.reason),
-            RunState::Interrupted { epochs_done } => println!(
-                "interrupted {hash}  {values}: after epoch {epochs_done} of {}, its process \
-                 gone without a word (killed, out of memory?); `agml run` resumes it",
-                entry.cell.config.train.epochs
-            ),
-            _ => {}
-        }
+        print_unfinished(entry);
+    }
+}
+
+/// The line of a failed or interrupted cell.
+fn print_unfinished(entry: &PlanEntry) {
+    let (hash, values) = (&entry.cell.hash[..12], &entry.cell.values);
+    match &entry.state {
+        RunState::Failed(failure) => println!("failed {hash}  {values}: {}", failure.reason),
+        RunState::Interrupted { epochs_done } => println!(
+            "interrupted {hash}  {values}: after epoch {epochs_done} of {}, its process \
+             gone without a word (killed, out of memory?); `agml run` resumes it",
+            entry.cell.config.train.epochs
+        ),
+        _ => {}
     }
 }
