@@ -37,17 +37,15 @@ else ifneq ($(BACKEND),flex)
 endif
 
 # The Python reference environment (PyTorch, torchvision, pytorch-metric-learning) that
-# writes test fixtures; tests never call it at run time.
+# writes the committed test fixtures and times the benchmarks' references; `make test` never
+# needs it (BACKEND=tch does: its libtorch is the venv's torch wheel).
 VENV     := .venv
 REFPY    := $(VENV)/bin/python
-BACKBONE_FIXTURES := tests/fixtures/backbones/googlenet.json
 # BN-Inception's architecture (the standard state dict's layout); never its weights, which it
 # would download. six: an import it needs and does not declare.
 PRETRAINEDMODELS := pretrainedmodels==0.7.4 six==1.17.0
-PIPELINE_FIXTURES := tests/fixtures/pipeline/pipeline.json
-RECIPE_FIXTURES := tests/fixtures/recipe/recipe.json
 
-.PHONY: all build build-deps data reproduce report figures paper smoke reference-store compare setup-tch test lint clean-smoke reference-env fixtures loss-fixtures dataset-fixtures bench bench-env
+.PHONY: all build build-deps data reproduce report figures paper smoke reference-store compare setup-tch test lint clean-smoke reference-env fixtures fixtures-check bench bench-env
 
 all: build
 
@@ -123,8 +121,13 @@ smoke: data build
 	$(AGML) run experiments/smoke.toml --results $(RESULTS)/smoke --jobs $(JOBS)
 	$(AGML) report experiments/smoke.toml --results $(RESULTS)/smoke --out $(RESULTS)/smoke/paper
 
-# Unit tests beside the code and end-to-end tests in tests/ (release: the same build as `make reproduce`).
-test: build-deps data fixtures
+# Unit tests beside the code and end-to-end tests in tests/ (release: the same build as
+# `make reproduce`). The fixtures are committed: flex needs cargo and the Debian packages only.
+ifeq ($(BACKEND),tch)
+test: build-deps data setup-tch
+else
+test: build-deps data
+endif
 	$(CARGO) test --release $(CARGO_FEATURES)
 
 # libtorch for BACKEND=tch (see TORCH above); then `make test BACKEND=tch`,
@@ -154,30 +157,17 @@ $(REFPY):
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.9.0 torchvision==0.24.0 pytorch-metric-learning==2.9.0 numpy $(PRETRAINEDMODELS)
 
-# Backbone weights and PyTorch outputs (about 180 MB) and the pipeline parity images:
-# generated, never committed.
-fixtures: $(BACKBONE_FIXTURES) $(PIPELINE_FIXTURES) $(RECIPE_FIXTURES)
+# Every committed fixture the reference writes (backbone outputs and manifests, the image
+# pipeline, the authors' training step, losses, metrics, miniature datasets; 5.9 MB): run after
+# changing a script or upgrading the reference, then commit. faiss-cpu: the metric fixtures'
+# AccuracyCalculator.
+fixtures: bench-env
+	$(REFPY) tests/fixtures/regenerate.py
 
-# The authors' training step in PyTorch, two steps of it (about 95 MB): generated, never committed.
-$(RECIPE_FIXTURES): tests/fixtures/make_recipe_fixtures.py | $(REFPY)
-	$(REFPY) tests/fixtures/make_recipe_fixtures.py
-
-# JPEGs and torchvision's test transform of them (about 6 MB): generated, never committed.
-$(PIPELINE_FIXTURES): tests/fixtures/make_pipeline_fixtures.py | $(REFPY)
-	$(REFPY) tests/fixtures/make_pipeline_fixtures.py
-
-$(BACKBONE_FIXTURES): tests/fixtures/make_backbone_fixtures.py | $(REFPY)
-	$(VENV)/bin/pip install -q $(PRETRAINEDMODELS)
-	$(REFPY) tests/fixtures/make_backbone_fixtures.py
-
-# The committed loss fixtures (run after changing the script or upgrading the reference).
-loss-fixtures: | $(REFPY)
-	$(REFPY) tests/fixtures/make_loss_fixtures.py
-
-# The committed miniature CUB / Cars / SOP / In-Shop trees (run after changing the script).
-dataset-fixtures: | $(REFPY)
-	$(VENV)/bin/pip install -q scipy pillow
-	$(REFPY) tests/fixtures/make_dataset_fixtures.py
+# Regenerates every committed fixture into a temporary folder and fails on any difference
+# from the committed files (.ci/run): the fixtures stay what their scripts write.
+fixtures-check: bench-env
+	$(REFPY) tests/fixtures/regenerate.py --check
 
 # Benchmarks against the references measured in the same run; writes bench/latest.json.
 # Everything but the tch step and the flex-simd step (burn-flex's SIMD kernels, the `simd`

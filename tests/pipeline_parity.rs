@@ -1,8 +1,9 @@
 //! The image pipeline against torchvision's with PIL (tests/fixtures/make_pipeline_fixtures.py,
-//! run by `make fixtures`): decoding, the test transform (Resize(256), CenterCrop(224),
-//! ImageNet normalisation) and the training transform given the same crop box and flip
-//! (RandomResizedCrop's resized_crop, horizontal flip), on photo-sized JPEGs, colour and
-//! greyscale.
+//! run by `make fixtures`; committed): decoding, the test transform (Resize(256),
+//! CenterCrop(224), ImageNet normalisation) and the training transform given the same crop box
+//! and flip (RandomResizedCrop's resized_crop, horizontal flip), on photo-sized JPEGs, colour
+//! and greyscale. The fixtures state PIL's decoded pixels by their sha256 and torchvision's
+//! tensors by the uint8 pixels they normalise (exactly: the script checks it).
 //!
 //! With the default decoder (libjpeg-turbo, as PIL) the decoded pixels are PIL's exactly and
 //! both transforms agree within one level (one grey level is 1 / 255 / 0.224 = 0.0175 after
@@ -15,16 +16,13 @@ use std::path::{Path, PathBuf};
 
 use agml::data::{JpegDecoder, Transform, View, pipeline::decode};
 use agml::eval::npy::{NpyValues, read_npy};
+use sha2::{Digest, Sha256};
 
 fn fixture(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/pipeline")
         .join(name);
-    assert!(
-        path.exists(),
-        "{}: generate the fixtures with `make fixtures`",
-        path.display()
-    );
+    assert!(path.exists(), "{}: missing", path.display());
     path
 }
 
@@ -33,11 +31,22 @@ fn listing() -> Vec<serde_json::Value> {
     serde_json::from_str(&text).unwrap()
 }
 
-fn floats(name: &str) -> Vec<f32> {
-    let NpyValues::Float(values) = read_npy(&fixture(name)).unwrap().values else {
-        panic!("{name}: float32 tensor")
+/// torchvision's ToTensor + Normalize (ImageNet) of uint8 [224, 224, 3] pixels: the float32
+/// [3, 224, 224] tensor, (p / 255 - mean) / std as PyTorch computes it.
+fn normalized(name: &str) -> Vec<f32> {
+    let NpyValues::Int(pixels) = read_npy(&fixture(name)).unwrap().values else {
+        panic!("{name}: uint8 pixels")
     };
-    values
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let positions = pixels.len() / 3;
+    (0..3)
+        .flat_map(|c| (0..positions).map(move |i| (c, i)))
+        .map(|(c, i)| (pixels[i * 3 + c] as f32 / 255.0 - mean[c]) / std[c])
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 /// (max, mean) absolute difference.
@@ -53,7 +62,8 @@ fn distance(got: &[f32], expected: &[f32]) -> (f32, f32) {
 }
 
 /// Decoded pixels, test and train transforms of every fixture under `decoder`: the largest
-/// pixel difference from PIL's (levels) and the largest (max, mean) tensor differences.
+/// pixel difference from PIL's (levels; PIL's are libjpeg-turbo's, whose sha256 the fixture
+/// holds) and the largest (max, mean) tensor differences.
 fn measure(decoder: JpegDecoder) -> (i64, (f32, f32), (f32, f32)) {
     let transform = Transform {
         decoder,
@@ -64,20 +74,20 @@ fn measure(decoder: JpegDecoder) -> (i64, (f32, f32), (f32, f32)) {
     for entry in listing() {
         let name = entry["name"].as_str().unwrap();
         let path = fixture(&format!("{name}.jpg"));
-        let NpyValues::Int(pil) = read_npy(&fixture(&format!("{name}-decoded.npy")))
-            .unwrap()
-            .values
-        else {
-            panic!("uint8 pixels")
-        };
+        let pil = decode(&path, JpegDecoder::LibjpegTurbo).unwrap();
+        assert_eq!(
+            sha256(pil.as_raw()),
+            entry["decoded_sha256"].as_str().unwrap(),
+            "{name}: libjpeg-turbo's pixels are not PIL's"
+        );
         let image = decode(&path, decoder).unwrap();
-        let decoded = (image.as_raw().iter().zip(&pil))
-            .map(|(&a, &b)| (i64::from(a) - b).abs())
+        let decoded = (image.as_raw().iter().zip(pil.as_raw()))
+            .map(|(&a, &b)| (i64::from(a) - i64::from(b)).abs())
             .max()
             .unwrap();
         let on_test = distance(
             &transform.load(&path, View::Test).unwrap(),
-            &floats(&format!("{name}-test.npy")),
+            &normalized(&format!("{name}-test.npy")),
         );
         let b = &entry["train_box"];
         let field = |k: &str| b[k].as_u64().unwrap() as u32;
@@ -85,7 +95,7 @@ fn measure(decoder: JpegDecoder) -> (i64, (f32, f32), (f32, f32)) {
         let flip = entry["flip"].as_bool().unwrap();
         let on_train = distance(
             &transform.normalize(&transform.resized_crop(&image, crop, flip)),
-            &floats(&format!("{name}-train.npy")),
+            &normalized(&format!("{name}-train.npy")),
         );
         eprintln!(
             "{decoder:?} {name}: decoded max {decoded} levels; test max {:.4} mean {:.5}; \

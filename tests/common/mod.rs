@@ -3,6 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+// Not every test binary that includes this module regenerates weights.
+#[allow(dead_code)]
+pub mod seeded;
+#[allow(dead_code)]
+pub mod torch_save;
+
+#[allow(dead_code)] // the fixture tests include this module for its submodules
 pub const AGML: &str = env!("CARGO_BIN_EXE_agml");
 
 /// `path` inside the repository (matrices, fixtures).
@@ -11,6 +18,7 @@ pub fn repo(path: &str) -> PathBuf {
 }
 
 /// Runs `agml args...`, printing its output (shown when a test fails).
+#[allow(dead_code)]
 pub fn agml(args: &[&str]) -> Output {
     let output = Command::new(AGML).args(args).output().expect("agml runs");
     eprintln!(
