@@ -61,6 +61,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
         let entry = Entry {
             path: root.join("images").join(file),
             class,
+            crop: None,
         };
         if class <= class_count / 2 {
             listing.train.push(entry);

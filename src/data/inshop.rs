@@ -56,6 +56,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
         let entry = Entry {
             path: root.join(file),
             class,
+            crop: None,
         };
         match status {
             "train" => train.push(entry),
@@ -88,6 +89,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
         train,
         test: query,
         gallery: Some(gallery),
+        validation: None,
     };
     check_files(&listing, root, LAYOUT)?;
     Ok(listing)

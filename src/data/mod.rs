@@ -3,6 +3,7 @@
 pub mod cars;
 pub mod cub;
 pub mod fashion_mnist;
+pub mod image_folder;
 pub mod images;
 pub mod inshop;
 pub mod jpeg;
@@ -12,6 +13,7 @@ pub mod pipeline;
 pub mod sampler;
 pub mod sop;
 pub mod synthetic;
+pub mod table;
 
 use std::fmt;
 use std::path::Path;

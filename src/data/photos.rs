@@ -22,15 +22,28 @@ pub struct Entry {
     pub path: PathBuf,
     /// The dataset's own class (or item) id.
     pub class: u32,
+    /// The part of the image to keep before the transforms (a table's crop box).
+    pub crop: Option<Crop>,
+}
+
+/// A box of an image in pixels, from its top-left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// What a loader found: the training images, the test images and, for query-vs-gallery
-/// datasets, the gallery (then `test` holds the queries).
+/// datasets, the gallery (then `test` holds the queries); and a validation split where the
+/// dataset lists one (a table's or a folder's own, instead of one carved from training).
 #[derive(Debug, Clone, Default)]
 pub struct Listing {
     pub train: Vec<Entry>,
     pub test: Vec<Entry>,
     pub gallery: Option<Vec<Entry>>,
+    pub validation: Option<Vec<Entry>>,
 }
 
 /// Split and pipeline parameters of a photo dataset (the part of a run's configuration that
@@ -151,13 +164,20 @@ pub fn splits(listing: &Listing, config: &PhotoConfig) -> Splits {
         config.train_per_class,
         config.split_seed,
     );
-    let (train, val) = split_validation(
-        &train_all,
-        config.validation,
-        config.val_fraction,
-        config.fold,
-        config.split_seed,
-    );
+    let (train, val) = match (&listing.validation, config.validation) {
+        // The dataset's own validation split replaces a carved one; the test-selected
+        // protocol (no validation) leaves it unused.
+        (Some(given), Validation::Images | Validation::Classes) => {
+            (train_all, file_set(given, &config.transform))
+        }
+        _ => split_validation(
+            &train_all,
+            config.validation,
+            config.val_fraction,
+            config.fold,
+            config.split_seed,
+        ),
+    };
     let test = file_set(&listing.test, &config.transform);
     let gallery = listing.gallery.as_ref().map(|gallery| {
         // Dense labels shared with the queries: the gallery's classes in the queries' order

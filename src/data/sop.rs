@@ -17,6 +17,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
         train: read(root, "Ebay_train.txt")?,
         test: read(root, "Ebay_test.txt")?,
         gallery: None,
+        validation: None,
     };
     check_files(&listing, root, LAYOUT)?;
     Ok(listing)
@@ -58,6 +59,7 @@ fn read(root: &Path, name: &str) -> Result<Vec<Entry>, BadInput> {
         entries.push(Entry {
             path: root.join(file),
             class,
+            crop: None,
         });
     }
     if entries.is_empty() {

@@ -1,0 +1,239 @@
+//! `kind = "image-folder"`: torchvision's ImageFolder layout, one folder per class under
+//! `train/` and `test/` (and optionally `validation/`): `root/train/<class>/<image>`. The
+//! classes of train and test must be disjoint, as retrieval on unseen classes needs; each
+//! test image is a query against all the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::photos::{Entry, Listing};
+use crate::error::BadInput;
+
+/// What the loader expects under the root.
+pub const LAYOUT: &str = "root/train/<class>/<image> and root/test/<class>/<image> (optionally \
+     root/validation/<class>/<image>), classes disjoint between train and test";
+
+/// File extensions read as images (any case).
+const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+
+/// The images of one split folder: class folder name -> sorted image paths relative to the
+/// root (`train/<class>/<image>`).
+type SplitTree = BTreeMap<String, Vec<String>>;
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, BadInput> {
+    let entries = std::fs::read_dir(dir)
+        .and_then(|d| d.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| BadInput::new(format!("{}: cannot read ({e})", dir.display())))?;
+    Ok(entries)
+}
+
+fn is_image(path: &Path) -> bool {
+    (path.extension().and_then(|e| e.to_str()))
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// The class folders of `root/<split>` and their images; None when the folder is absent.
+fn split_tree(root: &Path, split: &str) -> Result<Option<SplitTree>, BadInput> {
+    let dir = root.join(split);
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let mut tree = SplitTree::new();
+    for class in read_dir(&dir)? {
+        let class_path = class.path();
+        let name = class.file_name().to_string_lossy().into_owned();
+        if !class_path.is_dir() {
+            if is_image(&class_path) {
+                return Err(BadInput::new(format!(
+                    "{}: an image directly under {split}/; images go in one folder per class \
+                     ({LAYOUT})",
+                    class_path.display()
+                )));
+            }
+            continue;
+        }
+        let mut images: Vec<String> = (read_dir(&class_path)?.into_iter())
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_image(p))
+            .map(|p| {
+                format!(
+                    "{split}/{name}/{}",
+                    p.file_name().unwrap().to_string_lossy()
+                )
+            })
+            .collect();
+        if images.is_empty() {
+            return Err(BadInput::new(format!(
+                "{}: a class folder without images (extensions {})",
+                class_path.display(),
+                IMAGE_EXTENSIONS.join(", ")
+            )));
+        }
+        images.sort();
+        tree.insert(name, images);
+    }
+    Ok(Some(tree))
+}
+
+/// The folder's splits: train, test and the optional validation.
+struct Tree {
+    train: SplitTree,
+    validation: Option<SplitTree>,
+    test: SplitTree,
+}
+
+fn tree(root: &Path) -> Result<Tree, BadInput> {
+    if !root.is_dir() {
+        return Err(BadInput::new(format!(
+            "{}: not a folder (expected {LAYOUT})",
+            root.display()
+        )));
+    }
+    let required = |split: &str| -> Result<SplitTree, BadInput> {
+        match split_tree(root, split)? {
+            Some(tree) if !tree.is_empty() => Ok(tree),
+            _ => Err(BadInput::new(format!(
+                "{}: no class folders (expected {LAYOUT})",
+                root.join(split).display()
+            ))),
+        }
+    };
+    Ok(Tree {
+        train: required("train")?,
+        validation: split_tree(root, "validation")?,
+        test: required("test")?,
+    })
+}
+
+/// The dataset's identity in a cell's hash: the sha256 of the sorted listing of its images
+/// (paths relative to the root), so that moving the folder changes nothing and adding,
+/// removing or renaming an image makes new cells.
+pub fn content_hash(root: &Path) -> Result<String, BadInput> {
+    let tree = tree(root)?;
+    let mut digest = Sha256::new();
+    let splits = [
+        Some(&tree.train),
+        tree.validation.as_ref(),
+        Some(&tree.test),
+    ];
+    for images in splits.into_iter().flatten().flat_map(|t| t.values()) {
+        for image in images {
+            digest.update(image.as_bytes());
+            digest.update(b"\n");
+        }
+    }
+    Ok(format!("{:x}", digest.finalize()))
+}
+
+/// Fails when a class folder is in both `a` and `b`.
+fn disjoint(root: &Path, a: &SplitTree, b: &SplitTree, what: &str) -> Result<(), BadInput> {
+    let shared: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = shared.iter().take(5).map(|s| s.as_str()).collect();
+    Err(BadInput::new(format!(
+        "{}: {} class folder(s) in both {what}, e.g. {}: the classes must be disjoint",
+        root.display(),
+        shared.len(),
+        shown.join(", ")
+    )))
+}
+
+/// Lists an image folder. Classes are numbered in sorted folder-name order over all splits.
+/// `class_disjoint_validation`: validation classes must not be training classes.
+pub fn list(root: &Path, class_disjoint_validation: bool) -> Result<Listing, BadInput> {
+    let tree = tree(root)?;
+    disjoint(root, &tree.train, &tree.test, "train/ and test/")?;
+    if let (true, Some(validation)) = (class_disjoint_validation, &tree.validation) {
+        disjoint(root, &tree.train, validation, "train/ and validation/")?;
+    }
+    let mut names: Vec<&String> = (tree.train.keys())
+        .chain(tree.test.keys())
+        .chain(tree.validation.iter().flat_map(|t| t.keys()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let id = |name: &String| names.binary_search(&name).unwrap() as u32;
+    let entries = |split: &SplitTree| -> Vec<Entry> {
+        (split.iter())
+            .flat_map(|(class, images)| {
+                images.iter().map(move |image| Entry {
+                    path: root.join(PathBuf::from(image)),
+                    class: id(class),
+                    crop: None,
+                })
+            })
+            .collect()
+    };
+    Ok(Listing {
+        train: entries(&tree.train),
+        test: entries(&tree.test),
+        gallery: None,
+        validation: tree.validation.as_ref().map(entries),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(images: &[&str]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for image in images {
+            let path = root.path().join(image);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        root
+    }
+
+    const TREE: [&str; 6] = [
+        "train/cat/1.jpg",
+        "train/cat/2.JPG",
+        "train/dog/1.png",
+        "test/owl/1.jpg",
+        "test/owl/2.jpg",
+        "test/owl/notes.txt",
+    ];
+
+    #[test]
+    fn classes_are_folders_numbered_in_name_order() {
+        let root = folder(&TREE);
+        let listing = list(root.path(), true).unwrap();
+        let classes = |e: &[Entry]| e.iter().map(|e| e.class).collect::<Vec<_>>();
+        assert_eq!(classes(&listing.train), [0, 0, 1]);
+        assert_eq!(classes(&listing.test), [2, 2]);
+        assert!(listing.gallery.is_none() && listing.validation.is_none());
+    }
+
+    #[test]
+    fn shared_classes_and_missing_splits_are_bad_input() {
+        let shared = folder(&["train/cat/1.jpg", "test/cat/2.jpg"]);
+        let message = list(shared.path(), true).unwrap_err().to_string();
+        assert!(
+            message.contains("1 class folder(s) in both train/ and test/, e.g. cat"),
+            "{message}"
+        );
+        let no_test = folder(&["train/cat/1.jpg"]);
+        let message = list(no_test.path(), true).unwrap_err().to_string();
+        assert!(message.contains("test: no class folders"), "{message}");
+        let loose = folder(&["train/1.jpg", "test/owl/1.jpg"]);
+        let message = list(loose.path(), true).unwrap_err().to_string();
+        assert!(
+            message.contains("an image directly under train/"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_content_hash_follows_the_listing_not_the_folder() {
+        let (one, two) = (folder(&TREE), folder(&TREE));
+        let hash = |root: &tempfile::TempDir| content_hash(root.path()).unwrap();
+        assert_eq!(hash(&one), hash(&two));
+        std::fs::write(two.path().join("test/owl/3.jpg"), b"").unwrap();
+        assert_ne!(hash(&one), hash(&two));
+    }
+}
