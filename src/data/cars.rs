@@ -60,11 +60,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
                 i + 1
             )));
         }
-        let entry = Entry {
-            path: root.join(file),
-            class,
-            crop: None,
-        };
+        let entry = Entry::new(root.join(file), class);
         if class <= class_count / 2 {
             listing.train.push(entry);
         } else {

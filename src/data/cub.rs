@@ -58,11 +58,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
                 format!("class {class} is not in classes.txt (1..={class_count})"),
             ));
         }
-        let entry = Entry {
-            path: root.join("images").join(file),
-            class,
-            crop: None,
-        };
+        let entry = Entry::new(root.join("images").join(file), class);
         if class <= class_count / 2 {
             listing.train.push(entry);
         } else {

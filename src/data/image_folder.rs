@@ -160,11 +160,9 @@ pub fn list(root: &Path, class_disjoint_validation: bool) -> Result<Listing, Bad
     let entries = |split: &SplitTree| -> Vec<Entry> {
         (split.iter())
             .flat_map(|(class, images)| {
-                images.iter().map(move |image| Entry {
-                    path: root.join(PathBuf::from(image)),
-                    class: id(class),
-                    crop: None,
-                })
+                images
+                    .iter()
+                    .map(move |image| Entry::new(root.join(PathBuf::from(image)), id(class)))
             })
             .collect()
     };

@@ -53,11 +53,7 @@ pub fn list(root: &Path) -> Result<Listing, BadInput> {
             .ok_or_else(|| {
                 bad_line(&path, i + 1, format!("item id `{item}` is not id_<number>"))
             })?;
-        let entry = Entry {
-            path: root.join(file),
-            class,
-            crop: None,
-        };
+        let entry = Entry::new(root.join(file), class);
         match status {
             "train" => train.push(entry),
             "query" => query.push(entry),

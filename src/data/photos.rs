@@ -26,6 +26,17 @@ pub struct Entry {
     pub crop: Option<Crop>,
 }
 
+impl Entry {
+    /// An image of `class`, kept whole.
+    pub fn new(path: PathBuf, class: u32) -> Entry {
+        Entry {
+            path,
+            class,
+            crop: None,
+        }
+    }
+}
+
 /// A box of an image in pixels, from its top-left corner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crop {

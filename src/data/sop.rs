@@ -56,11 +56,7 @@ fn read(root: &Path, name: &str) -> Result<Vec<Entry>, BadInput> {
         let class: u32 = class
             .parse()
             .map_err(|_| bad_line(&path, i + 1, format!("class_id `{class}` is not a number")))?;
-        entries.push(Entry {
-            path: root.join(file),
-            class,
-            crop: None,
-        });
+        entries.push(Entry::new(root.join(file), class));
     }
     if entries.is_empty() {
         return Err(BadInput::new(format!("{}: lists no image", path.display())));
