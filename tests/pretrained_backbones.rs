@@ -26,14 +26,6 @@ fn fixtures() -> PathBuf {
     common::repo("tests/fixtures/backbones")
 }
 
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn meta(name: &str) -> serde_json::Value {
     let path = fixtures().join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -86,7 +78,7 @@ fn check(kind: BackboneKind) {
     let y = backbone.forward(x);
     assert_eq!(y.dims(), shape4(&meta["output_shape"]), "{name}");
     let got = y.into_data().try_into_vec::<f32>().unwrap();
-    let expected = read_f32(&fixtures().join(format!("{name}-output.f32")));
+    let expected = common::read_f32(&fixtures().join(format!("{name}-output.f32")));
     let diff = got
         .iter()
         .zip(&expected)

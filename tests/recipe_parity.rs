@@ -75,10 +75,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let weights = dir.path().join("backbone.pth");
         torch_save::save(&weights, &backbone);
-        let bytes = std::fs::read(fixtures().join("after.f32")).unwrap();
-        let after = (bytes.chunks_exact(4))
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let after = common::read_f32(&fixtures().join("after.f32"));
         Fixture {
             record,
             _dir: dir,

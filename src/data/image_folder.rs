@@ -4,7 +4,7 @@
 //! test image is a query against all the others.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -102,7 +102,8 @@ fn tree(root: &Path) -> Result<Tree, BadInput> {
     };
     Ok(Tree {
         train: required("train")?,
-        validation: split_tree(root, "validation")?,
+        // An empty validation/ is none, as a table without validation rows.
+        validation: split_tree(root, "validation")?.filter(|tree| !tree.is_empty()),
         test: required("test")?,
     })
 }
@@ -162,7 +163,7 @@ pub fn list(root: &Path, class_disjoint_validation: bool) -> Result<Listing, Bad
             .flat_map(|(class, images)| {
                 images
                     .iter()
-                    .map(move |image| Entry::new(root.join(PathBuf::from(image)), id(class)))
+                    .map(move |image| Entry::new(root.join(image), id(class)))
             })
             .collect()
     };
@@ -178,15 +179,7 @@ pub fn list(root: &Path, class_disjoint_validation: bool) -> Result<Listing, Bad
 mod tests {
     use super::*;
 
-    fn folder(images: &[&str]) -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        for image in images {
-            let path = root.path().join(image);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, b"").unwrap();
-        }
-        root
-    }
+    use crate::data::photos::empty_files as folder;
 
     const TREE: [&str; 6] = [
         "train/cat/1.jpg",
@@ -200,6 +193,8 @@ mod tests {
     #[test]
     fn classes_are_folders_numbered_in_name_order() {
         let root = folder(&TREE);
+        // An empty validation/ is no validation split, as a table without validation rows.
+        std::fs::create_dir(root.path().join("validation")).unwrap();
         let listing = list(root.path(), true).unwrap();
         let classes = |e: &[Entry]| e.iter().map(|e| e.class).collect::<Vec<_>>();
         assert_eq!(classes(&listing.train), [0, 0, 1]);

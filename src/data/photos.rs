@@ -235,3 +235,16 @@ pub fn check_root(root: &Path, dataset: &str, layout: &str) -> Result<(), BadInp
         )))
     }
 }
+
+/// A temporary root holding `paths` (relative, folders made) as empty files: a listing's
+/// images for the loaders' tests, which never decode them.
+#[cfg(test)]
+pub(crate) fn empty_files(paths: &[&str]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for path in paths {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"").unwrap();
+    }
+    root
+}

@@ -22,15 +22,9 @@ pub const LAYOUT: &str = "a CSV table with a header naming the columns label, pa
      and x_1, x_2, y_1, y_2 (a crop box in pixels); paths relative to the root";
 
 const REQUIRED: [&str; 3] = ["label", "path", "split"];
-const OPTIONAL: [&str; 7] = [
-    "is_query",
-    "is_gallery",
-    "category",
-    "x_1",
-    "x_2",
-    "y_1",
-    "y_2",
-];
+/// The crop box's columns, in the order `crop` reads them.
+const BOX: [&str; 4] = ["x_1", "x_2", "y_1", "y_2"];
+const OPTIONAL: [&str; 3] = ["is_query", "is_gallery", "category"];
 
 /// The dataset's identity in a cell's hash: the sha256 of the table's bytes, so that moving the
 /// data changes nothing and editing the table makes new cells.
@@ -82,7 +76,7 @@ impl Columns {
                 ),
             ));
         }
-        let boxes = ["x_1", "x_2", "y_1", "y_2"].map(|c| index.contains_key(c));
+        let boxes = BOX.map(|c| index.contains_key(c));
         if boxes.iter().any(|&b| b) && !boxes.iter().all(|&b| b) {
             return Err(bad_line(
                 table,
@@ -91,7 +85,7 @@ impl Columns {
             ));
         }
         // Other columns are allowed (tables carry more), but a misspelt flag is not ignored.
-        let known = |k: &str| REQUIRED.contains(&k) || OPTIONAL.contains(&k);
+        let known = |k: &str| REQUIRED.contains(&k) || OPTIONAL.contains(&k) || BOX.contains(&k);
         for unknown in index.keys().filter(|k| !known(k)) {
             let near = ["is_query", "is_gallery"]
                 .into_iter()
@@ -130,12 +124,12 @@ fn crop(
     columns: &Columns,
     record: &csv::StringRecord,
 ) -> Result<Option<Crop>, BadInput> {
-    let values = ["x_1", "x_2", "y_1", "y_2"].map(|c| columns.get(record, c));
+    let values = BOX.map(|c| columns.get(record, c));
     if values.iter().all(|v| v.is_none_or(str::is_empty)) {
         return Ok(None);
     }
     let mut numbers = [0u32; 4];
-    for (n, (name, value)) in ["x_1", "x_2", "y_1", "y_2"].iter().zip(values).enumerate() {
+    for (n, (name, value)) in BOX.iter().zip(values).enumerate() {
         let value = value.unwrap_or("");
         // Boxes are often written as floats (12.0): whole pixels are required.
         let parsed = value
@@ -378,6 +372,14 @@ fn query_gallery(
             }
         }
     }
+    if queries.is_empty() || gallery.is_empty() {
+        return Err(BadInput::new(format!(
+            "{}: query-vs-gallery evaluation needs queries and gallery images ({} and {})",
+            table.display(),
+            queries.len(),
+            gallery.len()
+        )));
+    }
     let gallery_labels: BTreeSet<&str> = gallery.iter().map(|r| r.label.as_str()).collect();
     if let Some(r) = queries
         .iter()
@@ -392,14 +394,6 @@ fn query_gallery(
             ),
         ));
     }
-    if queries.is_empty() || gallery.is_empty() {
-        return Err(BadInput::new(format!(
-            "{}: query-vs-gallery evaluation needs queries and gallery images ({} and {})",
-            table.display(),
-            queries.len(),
-            gallery.len()
-        )));
-    }
     Ok((
         queries.into_iter().map(entry).collect(),
         Some(gallery.into_iter().map(entry).collect()),
@@ -412,12 +406,7 @@ mod tests {
 
     /// A root with `images` as empty files and `df.csv` holding `table`.
     fn dataset(table: &str, images: &[&str]) -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        for image in images {
-            let path = root.path().join(image);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, b"").unwrap();
-        }
+        let root = crate::data::photos::empty_files(images);
         std::fs::write(root.path().join("df.csv"), table).unwrap();
         root
     }

@@ -17,6 +17,15 @@ pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// A file of little-endian float32 values (the fixtures' `.f32` files).
+#[allow(dead_code)]
+pub fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (bytes.chunks_exact(4))
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
 /// Runs `agml args...`, printing its output (shown when a test fails).
 #[allow(dead_code)]
 pub fn agml(args: &[&str]) -> Output {
