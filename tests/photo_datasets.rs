@@ -44,6 +44,7 @@ fn cub_lists_the_first_half_of_the_classes_for_training() {
     assert!(listing.test.iter().all(|e| (4..=6).contains(&e.class)));
     assert!(
         listing.train[0]
+            .file
             .path
             .ends_with("images/001.Bird_1/Bird_1_0000_1.jpg")
     );
@@ -60,7 +61,7 @@ fn cars_reads_the_matlab_annotations_written_by_scipy() {
     let second = listing
         .train
         .iter()
-        .find(|e| e.path.ends_with("car_ims/000002.jpg"))
+        .find(|e| e.file.path.ends_with("car_ims/000002.jpg"))
         .expect("listed");
     assert_eq!(second.class, 2);
 }
@@ -71,7 +72,13 @@ fn sop_reads_both_listing_files() {
     assert_eq!(listing.train.len(), 8);
     assert_eq!(listing.test.len(), 8);
     assert!(listing.test.iter().all(|e| e.class > 4));
-    assert!(listing.train[0].path.to_string_lossy().ends_with(".JPG"));
+    assert!(
+        listing.train[0]
+            .file
+            .path
+            .to_string_lossy()
+            .ends_with(".JPG")
+    );
 }
 
 #[test]
@@ -84,7 +91,7 @@ fn inshop_splits_queries_and_gallery_with_shared_labels() {
         validation: Validation::Images,
         ..small()
     });
-    let splits = config.load(&fixture("inshop")).unwrap();
+    let splits = config.load(&fixture("inshop"), None).unwrap();
     let gallery = splits.gallery.unwrap();
     // Query items 3 and 4 are dense 0 and 1 in both sets; item 5 is gallery-only.
     assert_eq!(splits.test.class_ids, vec![3, 4]);
@@ -94,7 +101,9 @@ fn inshop_splits_queries_and_gallery_with_shared_labels() {
 
 #[test]
 fn batches_decode_greyscale_and_colour_jpegs_reproducibly() {
-    let splits = DatasetConfig::Cub(small()).load(&fixture("cub")).unwrap();
+    let splits = DatasetConfig::Cub(small())
+        .load(&fixture("cub"), None)
+        .unwrap();
     // Class-disjoint validation: 3 training classes -> 1 held out.
     assert_eq!(splits.train.class_count() + splits.val.class_count(), 3);
     assert!(matches!(splits.train.images, Images::Files { .. }));
@@ -224,7 +233,7 @@ fn a_wrong_layout_names_the_file_and_line() {
     );
 
     // Through the loader used by runs, the error is bad input (exit 2).
-    let error = DatasetConfig::Cub(small()).load(&root).unwrap_err();
+    let error = DatasetConfig::Cub(small()).load(&root, None).unwrap_err();
     assert!(error_text(&error).contains("image_class_labels.txt"));
 }
 

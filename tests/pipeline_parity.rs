@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use agml::data::{JpegDecoder, Transform, View, pipeline::decode};
+use agml::data::{ImageFile, JpegDecoder, Transform, View, pipeline::decode};
 use agml::eval::npy::{NpyValues, read_npy};
 use sha2::{Digest, Sha256};
 
@@ -86,7 +86,9 @@ fn measure(decoder: JpegDecoder) -> (i64, (f32, f32), (f32, f32)) {
             .max()
             .unwrap();
         let on_test = distance(
-            &transform.load(&path, View::Test).unwrap(),
+            &transform
+                .load(&ImageFile::whole(path.clone()), View::Test)
+                .unwrap(),
             &normalized(&format!("{name}-test.npy")),
         );
         let b = &entry["train_box"];

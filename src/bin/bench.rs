@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use agml::data::{ImageSet, Images, Transform, View};
+use agml::data::{ImageFile, ImageSet, Images, Transform, View};
 use agml::eval::npy::{f32_npy, i64_npy};
 use agml::eval::retrieval_metrics;
 use agml::schedule::machine::{cpu_model, cpu_simd};
@@ -542,7 +542,7 @@ fn loader_bench(dir: &Path, threads: usize) -> anyhow::Result<Value> {
     let paths = write_jpegs(dir)?;
     let set = ImageSet {
         images: Images::Files {
-            paths: paths.clone(),
+            files: paths.iter().cloned().map(ImageFile::whole).collect(),
             transform: Transform::default(),
         },
         labels: vec![0; paths.len()],
@@ -624,6 +624,7 @@ fn plan_bench(dir: &Path) -> anyhow::Result<Value> {
                 host: "bench".into(),
                 threads: 1,
                 data_root: String::new(),
+                data_table: None,
                 started: agml::store::utc_now(),
                 finished: agml::store::utc_now(),
                 wall_seconds: 0.0,

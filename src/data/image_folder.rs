@@ -4,7 +4,7 @@
 //! test image is a query against all the others.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -15,8 +15,8 @@ use crate::error::BadInput;
 pub const LAYOUT: &str = "root/train/<class>/<image> and root/test/<class>/<image> (optionally \
      root/validation/<class>/<image>), classes disjoint between train and test";
 
-/// File extensions read as images (any case).
-const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+/// File extensions read as images (any case): what the pipeline decodes.
+const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// The images of one split folder: class folder name -> sorted image paths relative to the
 /// root (`train/<class>/<image>`).
@@ -108,26 +108,6 @@ fn tree(root: &Path) -> Result<Tree, BadInput> {
     })
 }
 
-/// The dataset's identity in a cell's hash: the sha256 of the sorted listing of its images
-/// (paths relative to the root), so that moving the folder changes nothing and adding,
-/// removing or renaming an image makes new cells.
-pub fn content_hash(root: &Path) -> Result<String, BadInput> {
-    let tree = tree(root)?;
-    let mut digest = Sha256::new();
-    let splits = [
-        Some(&tree.train),
-        tree.validation.as_ref(),
-        Some(&tree.test),
-    ];
-    for images in splits.into_iter().flatten().flat_map(|t| t.values()) {
-        for image in images {
-            digest.update(image.as_bytes());
-            digest.update(b"\n");
-        }
-    }
-    Ok(format!("{:x}", digest.finalize()))
-}
-
 /// Fails when a class folder is in both `a` and `b`.
 fn disjoint(root: &Path, a: &SplitTree, b: &SplitTree, what: &str) -> Result<(), BadInput> {
     let shared: Vec<&String> = a.keys().filter(|k| b.contains_key(*k)).collect();
@@ -143,36 +123,70 @@ fn disjoint(root: &Path, a: &SplitTree, b: &SplitTree, what: &str) -> Result<(),
     )))
 }
 
-/// Lists an image folder. Classes are numbered in sorted folder-name order over all splits.
-/// `class_disjoint_validation`: validation classes must not be training classes.
-pub fn list(root: &Path, class_disjoint_validation: bool) -> Result<Listing, BadInput> {
-    let tree = tree(root)?;
-    disjoint(root, &tree.train, &tree.test, "train/ and test/")?;
-    if let (true, Some(validation)) = (class_disjoint_validation, &tree.validation) {
-        disjoint(root, &tree.train, validation, "train/ and validation/")?;
+/// An image folder walked and checked, with its identity.
+pub struct Folder {
+    root: PathBuf,
+    tree: Tree,
+    /// The dataset's identity in a cell's hash: the sha256 of the sorted listing of its images
+    /// (paths relative to the root), so that moving the folder changes nothing and adding,
+    /// removing or renaming an image makes new cells.
+    pub content_sha256: String,
+}
+
+impl Folder {
+    /// Walks `root`. `class_disjoint_validation`: validation classes must not be training
+    /// classes.
+    pub fn read(root: &Path, class_disjoint_validation: bool) -> Result<Folder, BadInput> {
+        let tree = tree(root)?;
+        disjoint(root, &tree.train, &tree.test, "train/ and test/")?;
+        if let (true, Some(validation)) = (class_disjoint_validation, &tree.validation) {
+            disjoint(root, &tree.train, validation, "train/ and validation/")?;
+        }
+        let mut digest = Sha256::new();
+        let splits = [
+            Some(&tree.train),
+            tree.validation.as_ref(),
+            Some(&tree.test),
+        ];
+        for images in splits.into_iter().flatten().flat_map(|t| t.values()) {
+            for image in images {
+                digest.update(image.as_bytes());
+                digest.update(b"\n");
+            }
+        }
+        Ok(Folder {
+            root: root.to_path_buf(),
+            tree,
+            content_sha256: format!("{:x}", digest.finalize()),
+        })
     }
-    let mut names: Vec<&String> = (tree.train.keys())
-        .chain(tree.test.keys())
-        .chain(tree.validation.iter().flat_map(|t| t.keys()))
-        .collect();
-    names.sort();
-    names.dedup();
-    let id = |name: &String| names.binary_search(&name).unwrap() as u32;
-    let entries = |split: &SplitTree| -> Vec<Entry> {
-        (split.iter())
-            .flat_map(|(class, images)| {
-                images
-                    .iter()
-                    .map(move |image| Entry::new(root.join(image), id(class)))
-            })
-            .collect()
-    };
-    Ok(Listing {
-        train: entries(&tree.train),
-        test: entries(&tree.test),
-        gallery: None,
-        validation: tree.validation.as_ref().map(entries),
-    })
+
+    /// The listed images. Classes are numbered in sorted folder-name order over all splits.
+    pub fn listing(&self) -> Listing {
+        let (root, tree) = (&self.root, &self.tree);
+        let mut names: Vec<&String> = (tree.train.keys())
+            .chain(tree.test.keys())
+            .chain(tree.validation.iter().flat_map(|t| t.keys()))
+            .collect();
+        names.sort();
+        names.dedup();
+        let id = |name: &String| names.binary_search(&name).unwrap() as u32;
+        let entries = |split: &SplitTree| -> Vec<Entry> {
+            (split.iter())
+                .flat_map(|(class, images)| {
+                    images
+                        .iter()
+                        .map(move |image| Entry::new(root.join(image), id(class)))
+                })
+                .collect()
+        };
+        Listing {
+            train: entries(&tree.train),
+            test: entries(&tree.test),
+            gallery: None,
+            validation: tree.validation.as_ref().map(entries),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,26 +209,30 @@ mod tests {
         let root = folder(&TREE);
         // An empty validation/ is no validation split, as a table without validation rows.
         std::fs::create_dir(root.path().join("validation")).unwrap();
-        let listing = list(root.path(), true).unwrap();
+        let listing = Folder::read(root.path(), true).unwrap().listing();
         let classes = |e: &[Entry]| e.iter().map(|e| e.class).collect::<Vec<_>>();
         assert_eq!(classes(&listing.train), [0, 0, 1]);
         assert_eq!(classes(&listing.test), [2, 2]);
         assert!(listing.gallery.is_none() && listing.validation.is_none());
     }
 
+    fn error(root: &Path) -> String {
+        Folder::read(root, true).err().unwrap().to_string()
+    }
+
     #[test]
     fn shared_classes_and_missing_splits_are_bad_input() {
         let shared = folder(&["train/cat/1.jpg", "test/cat/2.jpg"]);
-        let message = list(shared.path(), true).unwrap_err().to_string();
+        let message = error(shared.path());
         assert!(
             message.contains("1 class folder(s) in both train/ and test/, e.g. cat"),
             "{message}"
         );
         let no_test = folder(&["train/cat/1.jpg"]);
-        let message = list(no_test.path(), true).unwrap_err().to_string();
+        let message = error(no_test.path());
         assert!(message.contains("test: no class folders"), "{message}");
         let loose = folder(&["train/1.jpg", "test/owl/1.jpg"]);
-        let message = list(loose.path(), true).unwrap_err().to_string();
+        let message = error(loose.path());
         assert!(
             message.contains("an image directly under train/"),
             "{message}"
@@ -224,7 +242,8 @@ mod tests {
     #[test]
     fn the_content_hash_follows_the_listing_not_the_folder() {
         let (one, two) = (folder(&TREE), folder(&TREE));
-        let hash = |root: &tempfile::TempDir| content_hash(root.path()).unwrap();
+        let hash =
+            |root: &tempfile::TempDir| Folder::read(root.path(), true).unwrap().content_sha256;
         assert_eq!(hash(&one), hash(&two));
         std::fs::write(two.path().join("test/owl/3.jpg"), b"").unwrap();
         assert_ne!(hash(&one), hash(&two));

@@ -1,14 +1,12 @@
 //! Image sets (decoded in memory, or files decoded per batch) and the class-disjoint splits of
 //! a run.
 
-use std::path::PathBuf;
-
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::pipeline::{Transform, View};
+use super::pipeline::{ImageFile, Transform, View};
 use crate::error::BadInput;
 
 /// Where a set's pixels come from.
@@ -19,7 +17,7 @@ pub enum Images {
     Decoded(Vec<f32>),
     /// Image files, decoded and transformed when a batch is drawn (the photo datasets).
     Files {
-        paths: Vec<PathBuf>,
+        files: Vec<ImageFile>,
         transform: Transform,
     },
 }
@@ -91,11 +89,11 @@ impl ImageSet {
                 }
                 Ok(out)
             }
-            Images::Files { paths, transform } => {
+            Images::Files { files, transform } => {
                 let images: Vec<Vec<f32>> = indices
                     .par_iter()
                     .enumerate()
-                    .map(|(k, &i)| transform.load(&paths[i], view.nth(k)))
+                    .map(|(k, &i)| transform.load(&files[i], view.nth(k)))
                     .collect::<Result<_, _>>()?;
                 Ok(images.concat())
             }
@@ -330,8 +328,8 @@ pub fn hold_out(set: &ImageSet, fraction: f64, seed: u64) -> (ImageSet, ImageSet
 pub fn subset(set: &ImageSet, indices: &[usize]) -> ImageSet {
     let images = match &set.images {
         Images::Decoded(_) => Images::Decoded(set.batch(indices, View::Test).expect("in memory")),
-        Images::Files { paths, transform } => Images::Files {
-            paths: indices.iter().map(|&i| paths[i].clone()).collect(),
+        Images::Files { files, transform } => Images::Files {
+            files: indices.iter().map(|&i| files[i].clone()).collect(),
             transform: transform.clone(),
         },
     };

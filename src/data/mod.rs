@@ -8,6 +8,7 @@ pub mod images;
 pub mod inshop;
 pub mod jpeg;
 pub mod loader;
+pub mod own;
 pub mod photos;
 pub mod pipeline;
 pub mod sampler;
@@ -23,13 +24,15 @@ use serde::{Deserialize, Serialize};
 pub use fashion_mnist::{FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
 pub use images::{ClassFold, ImageSet, Images, Splits, Validation};
 pub use jpeg::JpegDecoder;
+pub use own::{OwnConfig, OwnKind, OwnPlace};
 pub use photos::PhotoConfig;
-pub use pipeline::{Normalization, Transform, View};
+pub use pipeline::{Crop, ImageFile, Normalization, Transform, View};
 pub use sampler::ClassBalancedSampler;
 pub use synthetic::SyntheticConfig;
 
-/// Dataset names accepted on the `dataset` axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Dataset names accepted on the `dataset` axis: the built-in ones and the names of a
+/// matrix's own datasets (`[datasets.<name>] kind = ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     FashionMnist,
@@ -44,19 +47,27 @@ pub enum DatasetName {
     InShop,
     /// Seeded generated images (tests, quick checks).
     Synthetic,
+    /// A researcher's own dataset, named by its table in the matrix.
+    #[serde(untagged)]
+    Own(String),
 }
 
 impl DatasetName {
-    /// Where the dataset is looked for when its table names no root.
-    pub fn default_root(self) -> &'static str {
-        match self {
+    /// The built-in datasets, as a matrix writes them.
+    pub const BUILT_IN: [&str; 6] = ["fashion-mnist", "cub", "cars", "sop", "inshop", "synthetic"];
+
+    /// Where the dataset is looked for when its table names no root (none for an own
+    /// dataset, whose table must).
+    pub fn default_root(&self) -> Option<&'static str> {
+        Some(match self {
             DatasetName::FashionMnist => FASHION_MNIST_DEFAULT_ROOT,
             DatasetName::Cub => "data/CUB_200_2011",
             DatasetName::Cars => "data/cars196",
             DatasetName::Sop => "data/Stanford_Online_Products",
             DatasetName::InShop => "data/inshop",
             DatasetName::Synthetic => "",
-        }
+            DatasetName::Own(_) => return None,
+        })
     }
 }
 
@@ -69,6 +80,7 @@ impl fmt::Display for DatasetName {
             DatasetName::Sop => "sop",
             DatasetName::InShop => "inshop",
             DatasetName::Synthetic => "synthetic",
+            DatasetName::Own(name) => name,
         })
     }
 }
@@ -85,6 +97,10 @@ pub enum DatasetConfig {
     #[serde(rename = "inshop")]
     InShop(PhotoConfig),
     Synthetic(SyntheticConfig),
+    /// An own dataset listed by a table.
+    Csv(OwnConfig),
+    /// An own dataset in class folders.
+    ImageFolder(OwnConfig),
 }
 
 impl DatasetConfig {
@@ -107,10 +123,19 @@ impl DatasetConfig {
         match self {
             DatasetConfig::FashionMnist(c) => c.validation,
             DatasetConfig::Synthetic(c) => c.validation,
+            photo => photo.photo().expect("a photo set").validation,
+        }
+    }
+
+    /// The photo dataset's configuration, if this is one.
+    pub fn photo(&self) -> Option<&PhotoConfig> {
+        match self {
             DatasetConfig::Cub(c)
             | DatasetConfig::Cars(c)
             | DatasetConfig::Sop(c)
-            | DatasetConfig::InShop(c) => c.validation,
+            | DatasetConfig::InShop(c) => Some(c),
+            DatasetConfig::Csv(c) | DatasetConfig::ImageFolder(c) => Some(&c.photo),
+            DatasetConfig::FashionMnist(_) | DatasetConfig::Synthetic(_) => None,
         }
     }
 
@@ -121,7 +146,8 @@ impl DatasetConfig {
             | DatasetConfig::Cars(c)
             | DatasetConfig::Sop(c)
             | DatasetConfig::InShop(c) => Some(c),
-            _ => None,
+            DatasetConfig::Csv(c) | DatasetConfig::ImageFolder(c) => Some(&mut c.photo),
+            DatasetConfig::FashionMnist(_) | DatasetConfig::Synthetic(_) => None,
         }
     }
 
@@ -139,10 +165,8 @@ impl DatasetConfig {
                 c.validation = Validation::None;
                 c.val_fraction = SyntheticConfig::default().val_fraction;
             }
-            DatasetConfig::Cub(c)
-            | DatasetConfig::Cars(c)
-            | DatasetConfig::Sop(c)
-            | DatasetConfig::InShop(c) => {
+            photo => {
+                let c = photo.photo_mut().expect("a photo set");
                 (c.validation, c.fold) = (Validation::None, None);
                 c.val_fraction = PhotoConfig::default().val_fraction;
             }
@@ -156,10 +180,7 @@ impl DatasetConfig {
         match self {
             DatasetConfig::FashionMnist(c) => c.fold = Some(fold),
             DatasetConfig::Synthetic(_) => {}
-            DatasetConfig::Cub(c)
-            | DatasetConfig::Cars(c)
-            | DatasetConfig::Sop(c)
-            | DatasetConfig::InShop(c) => c.fold = Some(fold),
+            photo => photo.photo_mut().expect("a photo set").fold = Some(fold),
         }
     }
 
@@ -168,8 +189,9 @@ impl DatasetConfig {
         !matches!(self, DatasetConfig::Synthetic(_))
     }
 
-    /// Loads the train / validation / test splits from `root`.
-    pub fn load(&self, root: &Path) -> anyhow::Result<Splits> {
+    /// Loads the train / validation / test splits from `root` (and an own dataset's `table`).
+    pub fn load(&self, root: &Path, table: Option<&Path>) -> anyhow::Result<Splits> {
+        let own = |kind| OwnPlace { kind, root, table };
         match self {
             DatasetConfig::FashionMnist(c) => fashion_mnist::load_splits(c, root),
             DatasetConfig::Cub(c) => Ok(photos::splits(&cub::list(root)?, c)),
@@ -177,6 +199,8 @@ impl DatasetConfig {
             DatasetConfig::Sop(c) => Ok(photos::splits(&sop::list(root)?, c)),
             DatasetConfig::InShop(c) => Ok(photos::splits(&inshop::list(root)?, c)),
             DatasetConfig::Synthetic(c) => Ok(c.splits()),
+            DatasetConfig::Csv(c) => Ok(own(OwnKind::Csv).load(c)?),
+            DatasetConfig::ImageFolder(c) => Ok(own(OwnKind::ImageFolder).load(c)?),
         }
     }
 }

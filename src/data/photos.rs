@@ -12,38 +12,26 @@ use super::images::{
     ClassFold, ImageSet, Images, Splits, Validation, keep_at_most, restrict, split_validation,
     subset,
 };
-use super::pipeline::Transform;
+use super::pipeline::{ImageFile, Transform};
 
 use crate::error::{BadInput, Invalid};
 
 /// One listed image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    pub path: PathBuf,
+    pub file: ImageFile,
     /// The dataset's own class (or item) id.
     pub class: u32,
-    /// The part of the image to keep before the transforms (a table's crop box).
-    pub crop: Option<Crop>,
 }
 
 impl Entry {
     /// An image of `class`, kept whole.
     pub fn new(path: PathBuf, class: u32) -> Entry {
         Entry {
-            path,
+            file: ImageFile::whole(path),
             class,
-            crop: None,
         }
     }
-}
-
-/// A box of an image in pixels, from its top-left corner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Crop {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
 }
 
 /// What a loader found: the training images, the test images and, for query-vs-gallery
@@ -115,7 +103,7 @@ pub fn check_files(listing: &Listing, root: &Path, layout: &str) -> Result<(), B
         .chain(&listing.test)
         .chain(listing.gallery.iter().flatten());
     let missing: Vec<&Path> = all
-        .map(|e| e.path.as_path())
+        .map(|e| e.file.path.as_path())
         .filter(|p| !p.is_file())
         .collect();
     if missing.is_empty() {
@@ -143,7 +131,7 @@ fn file_set(entries: &[Entry], transform: &Transform) -> ImageSet {
         .collect();
     ImageSet {
         images: Images::Files {
-            paths: entries.iter().map(|e| e.path.clone()).collect(),
+            files: entries.iter().map(|e| e.file.clone()).collect(),
             transform: transform.clone(),
         },
         labels,

@@ -6,7 +6,7 @@
 //! an epoch's images are the same in every run and after a resume.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
 use image::{ImageReader, RgbImage};
@@ -161,6 +161,63 @@ impl View {
     }
 }
 
+/// An image file and the part of it a dataset keeps (a table's crop box, kept before the
+/// transforms).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFile {
+    pub path: PathBuf,
+    pub crop: Option<Crop>,
+}
+
+impl ImageFile {
+    /// The image at `path`, kept whole.
+    pub fn whole(path: PathBuf) -> ImageFile {
+        ImageFile { path, crop: None }
+    }
+}
+
+/// A box of an image in pixels, from its top-left corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Crop {
+    /// The box within a `width` x `height` image: a box reaching past the image keeps what
+    /// lies inside it (as numpy's slicing in OpenMetricLearning does); one wholly outside it
+    /// is an error.
+    pub fn within(&self, width: u32, height: u32) -> Result<Crop, String> {
+        let (x2, y2) = (
+            self.x.saturating_add(self.width).min(width),
+            self.y.saturating_add(self.height).min(height),
+        );
+        if self.x >= x2 || self.y >= y2 {
+            return Err(format!(
+                "crop box x {}..{}, y {}..{} lies outside the {width}x{height} image",
+                self.x,
+                self.x.saturating_add(self.width),
+                self.y,
+                self.y.saturating_add(self.height)
+            ));
+        }
+        Ok(Crop {
+            width: x2 - self.x,
+            height: y2 - self.y,
+            ..*self
+        })
+    }
+
+    /// The part of `image` inside the box.
+    pub fn apply(&self, image: &RgbImage) -> Result<RgbImage, String> {
+        let (w, h) = image.dimensions();
+        let c = self.within(w, h)?;
+        Ok(imageops::crop_imm(image, c.x, c.y, c.width, c.height).to_image())
+    }
+}
+
 /// Decodes an image file to 8-bit RGB (greyscale and palette images are expanded): JPEGs with
 /// `decoder`, other formats (PNG) with the `image` crate. A JPEG libjpeg refuses (CMYK) goes
 /// to the `image` crate too; only when that fails as well is it bad input, with both reasons.
@@ -199,9 +256,14 @@ impl Transform {
         }
     }
 
-    /// The image at `path` as normalised `[3, side, side]` f32 values.
-    pub fn load(&self, path: &Path, view: View) -> Result<Vec<f32>, BadInput> {
-        let image = decode(path, self.decoder)?;
+    /// The image of `file` as normalised `[3, side, side]` f32 values.
+    pub fn load(&self, file: &ImageFile, view: View) -> Result<Vec<f32>, BadInput> {
+        let mut image = decode(&file.path, self.decoder)?;
+        if let Some(crop) = file.crop {
+            image = crop
+                .apply(&image)
+                .map_err(|m| BadInput::new(format!("{}: {m}", file.path.display())))?;
+        }
         Ok(self.normalize(&self.apply(&image, view)))
     }
 

@@ -9,11 +9,13 @@
 //! table and the line.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::photos::{Crop, Entry, Listing, bad_line};
+use super::photos::{Entry, Listing, bad_line};
+use super::pipeline::{Crop, ImageFile};
 use crate::error::BadInput;
 
 /// What the loader expects of the table.
@@ -25,14 +27,6 @@ const REQUIRED: [&str; 3] = ["label", "path", "split"];
 /// The crop box's columns, in the order `crop` reads them.
 const BOX: [&str; 4] = ["x_1", "x_2", "y_1", "y_2"];
 const OPTIONAL: [&str; 3] = ["is_query", "is_gallery", "category"];
-
-/// The dataset's identity in a cell's hash: the sha256 of the table's bytes, so that moving the
-/// data changes nothing and editing the table makes new cells.
-pub fn content_hash(table: &Path) -> Result<String, BadInput> {
-    let bytes = std::fs::read(table)
-        .map_err(|e| BadInput::new(format!("{}: cannot read ({e})", table.display())))?;
-    Ok(format!("{:x}", Sha256::digest(bytes)))
-}
 
 /// One row, with the line it is on.
 struct Row {
@@ -160,16 +154,8 @@ fn crop(
     }))
 }
 
-fn rows(table: &Path) -> Result<Vec<Row>, BadInput> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_path(table)
-        .map_err(|e| {
-            BadInput::new(format!(
-                "{}: cannot read ({e}); expected {LAYOUT}",
-                table.display()
-            ))
-        })?;
+fn rows(table: &Path, bytes: &[u8]) -> Result<Vec<Row>, BadInput> {
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let header = reader.headers().map_err(|e| csv_error(table, &e))?.clone();
     let columns = Columns::read(table, &header)?;
     let mut rows = Vec::new();
@@ -281,14 +267,92 @@ fn check_paths(table: &Path, root: &Path, rows: &[Row]) -> Result<(), BadInput> 
     )))
 }
 
-/// Lists a table's images under `root`. `class_disjoint_validation`: the validation rows'
-/// classes must not be training classes (the matrix's class-disjoint validation).
-pub fn list(
-    root: &Path,
-    table: &Path,
-    class_disjoint_validation: bool,
-) -> Result<Listing, BadInput> {
-    let rows = rows(table)?;
+/// Fails, naming the line, when a crop box lies wholly outside its image (its size read from
+/// the file's header, in parallel).
+fn check_boxes(table: &Path, root: &Path, rows: &[Row]) -> Result<(), BadInput> {
+    let outside = |r: &Row| -> Option<String> {
+        let crop = r.crop?;
+        let size = image::ImageReader::open(root.join(&r.path))
+            .and_then(|reader| reader.with_guessed_format())
+            .map_err(|e| e.to_string())
+            .and_then(|reader| reader.into_dimensions().map_err(|e| e.to_string()));
+        match size {
+            Ok((w, h)) => crop.within(w, h).err(),
+            Err(e) => Some(format!("{}: cannot read the image's size: {e}", r.path)),
+        }
+    };
+    let first = (rows.par_iter())
+        .filter_map(|r| outside(r).map(|m| (r.line, m)))
+        .min_by_key(|(line, _)| *line);
+    match first {
+        Some((line, message)) => Err(bad_line(table, line, message)),
+        None => Ok(()),
+    }
+}
+
+/// A table read and checked: its rows and its identity. Reading checks everything but the
+/// images (a report needs the table, not the images); [`Table::listing`] checks those.
+pub struct Table {
+    path: PathBuf,
+    rows: Vec<Row>,
+    /// The dataset's identity in a cell's hash: the sha256 of the table's bytes, so that moving
+    /// the data changes nothing and editing the table makes new cells.
+    pub content_sha256: String,
+}
+
+impl Table {
+    /// Reads and checks `table`. `class_disjoint_validation`: the validation rows' classes
+    /// must not be training classes (the matrix's class-disjoint validation).
+    pub fn read(table: &Path, class_disjoint_validation: bool) -> Result<Table, BadInput> {
+        let bytes = std::fs::read(table).map_err(|e| {
+            BadInput::new(format!(
+                "{}: cannot read ({e}); expected {LAYOUT}",
+                table.display()
+            ))
+        })?;
+        let rows = rows(table, &bytes)?;
+        check(table, &rows, class_disjoint_validation)?;
+        Ok(Table {
+            path: table.to_path_buf(),
+            rows,
+            content_sha256: format!("{:x}", Sha256::digest(&bytes)),
+        })
+    }
+
+    /// The listed images under `root`, after checking that each is a file there.
+    pub fn listing(&self, root: &Path) -> Result<Listing, BadInput> {
+        let (table, rows) = (self.path.as_path(), self.rows.as_slice());
+        check_paths(table, root, rows)?;
+        check_boxes(table, root, rows)?;
+        let ids = class_ids(rows);
+        let entry = |r: &Row| Entry {
+            file: ImageFile {
+                path: root.join(&r.path),
+                crop: r.crop,
+            },
+            class: ids[r.label.as_str()],
+        };
+        let of =
+            |s: Split| -> Vec<Entry> { rows.iter().filter(|r| r.split == s).map(entry).collect() };
+        let (test, gallery) = match query_gallery(table, rows)? {
+            None => (of(Split::Test), None),
+            Some((queries, gallery)) => (
+                queries.into_iter().map(entry).collect(),
+                Some(gallery.into_iter().map(entry).collect()),
+            ),
+        };
+        let validation = of(Split::Validation);
+        Ok(Listing {
+            train: of(Split::Train),
+            test,
+            gallery,
+            validation: (!validation.is_empty()).then_some(validation),
+        })
+    }
+}
+
+/// The checks of a table's rows that need no image.
+fn check(table: &Path, rows: &[Row], class_disjoint_validation: bool) -> Result<(), BadInput> {
     let count = |s: Split| rows.iter().filter(|r| r.split == s).count();
     if count(Split::Train) == 0 || count(Split::Test) == 0 {
         return Err(BadInput::new(format!(
@@ -298,11 +362,11 @@ pub fn list(
             count(Split::Test)
         )));
     }
-    disjoint(table, &rows, Split::Train, Split::Test, "train and test")?;
+    disjoint(table, rows, Split::Train, Split::Test, "train and test")?;
     if class_disjoint_validation {
         disjoint(
             table,
-            &rows,
+            rows,
             Split::Train,
             Split::Validation,
             "train and validation",
@@ -318,40 +382,24 @@ pub fn list(
             "only test rows can be queries or gallery images",
         ));
     }
-    check_paths(table, root, &rows)?;
-
-    let ids = class_ids(&rows);
-    let entry = |r: &Row| Entry {
-        path: root.join(&r.path),
-        class: ids[r.label.as_str()],
-        crop: r.crop,
-    };
-    let of = |s: Split| -> Vec<Entry> { rows.iter().filter(|r| r.split == s).map(entry).collect() };
-    let test_rows: Vec<&Row> = rows.iter().filter(|r| r.split == Split::Test).collect();
-    let both = |r: &&Row| r.query != Some(false) && r.gallery != Some(false);
-    let (test, gallery) = if test_rows.iter().all(both) {
-        // Every test image is both: leave-one-out retrieval among them.
-        (of(Split::Test), None)
-    } else {
-        query_gallery(table, &test_rows, &entry)?
-    };
-    let validation = of(Split::Validation);
-    Ok(Listing {
-        train: of(Split::Train),
-        test,
-        gallery,
-        validation: (!validation.is_empty()).then_some(validation),
-    })
+    query_gallery(table, rows).map(|_| ())
 }
 
-/// Queries and gallery of the test rows, each row one or the other.
-fn query_gallery(
+/// Query rows and gallery rows.
+type QueriesAndGallery<'a> = (Vec<&'a Row>, Vec<&'a Row>);
+
+/// The test rows as queries and gallery, each row one or the other; None when every test row
+/// is both (or the table has no flags): leave-one-out retrieval among them.
+fn query_gallery<'a>(
     table: &Path,
-    rows: &[&Row],
-    entry: &dyn Fn(&Row) -> Entry,
-) -> Result<(Vec<Entry>, Option<Vec<Entry>>), BadInput> {
+    rows: &'a [Row],
+) -> Result<Option<QueriesAndGallery<'a>>, BadInput> {
+    let test: Vec<&Row> = rows.iter().filter(|r| r.split == Split::Test).collect();
+    if (test.iter()).all(|r| r.query != Some(false) && r.gallery != Some(false)) {
+        return Ok(None);
+    }
     let (mut queries, mut gallery) = (Vec::new(), Vec::new());
-    for r in rows {
+    for r in test {
         match (r.query, r.gallery) {
             (Some(true), Some(true)) => {
                 return Err(bad_line(
@@ -361,8 +409,8 @@ fn query_gallery(
                      image twice, once as each)",
                 ));
             }
-            (Some(true), _) => queries.push(*r),
-            (_, Some(true)) => gallery.push(*r),
+            (Some(true), _) => queries.push(r),
+            (_, Some(true)) => gallery.push(r),
             _ => {
                 return Err(bad_line(
                     table,
@@ -394,10 +442,7 @@ fn query_gallery(
             ),
         ));
     }
-    Ok((
-        queries.into_iter().map(entry).collect(),
-        Some(gallery.into_iter().map(entry).collect()),
-    ))
+    Ok(Some((queries, gallery)))
 }
 
 #[cfg(test)]
@@ -413,7 +458,11 @@ mod tests {
 
     fn listed(table: &str, images: &[&str]) -> Result<Listing, BadInput> {
         let root = dataset(table, images);
-        list(root.path(), &root.path().join("df.csv"), true)
+        // b.jpg is a real 20x10 image (a crop box's image size is read).
+        image::RgbImage::new(20, 10)
+            .save_with_format(root.path().join("b.jpg"), image::ImageFormat::Png)
+            .unwrap();
+        Table::read(&root.path().join("df.csv"), true)?.listing(root.path())
     }
 
     const IMAGES: [&str; 7] = [
@@ -441,8 +490,8 @@ mod tests {
             width: 10,
             height: 5,
         };
-        assert_eq!(listing.train[1].crop, Some(crop));
-        assert!(listing.train[1].path.ends_with("b.jpg"));
+        assert_eq!(listing.train[1].file.crop, Some(crop));
+        assert!(listing.train[1].file.path.ends_with("b.jpg"));
     }
 
     #[test]
@@ -505,6 +554,19 @@ mod tests {
     }
 
     #[test]
+    fn a_crop_box_outside_its_image_names_the_line() {
+        let table = "label,path,split,x_1,x_2,y_1,y_2\n1,a.jpg,train,,,,\n1,b.jpg,train,5,30,12,15\n\
+                     2,c.jpg,test,,,,\n";
+        let message = error(table);
+        assert!(
+            message.contains("df.csv:3: crop box x 5..30, y 12..15 lies outside the 20x10 image"),
+            "{message}"
+        );
+        let past_the_edge = table.replace("12,15", "8,15");
+        assert!(listed(&past_the_edge, &IMAGES).is_ok());
+    }
+
+    #[test]
     fn missing_images_are_counted_and_the_first_named_with_their_lines() {
         let table = "label,path,split\n1,a.jpg,train\n1,x.jpg,train\n2,y.jpg,test\n2,b.jpg,test\n";
         let message = error(table);
@@ -519,7 +581,9 @@ mod tests {
     fn the_content_hash_follows_the_table_not_its_folder() {
         let table = "label,path,split\n1,a.jpg,train\n2,b.jpg,test\n";
         let (one, two) = (dataset(table, &IMAGES), dataset(table, &IMAGES));
-        let hash = |root: &tempfile::TempDir| content_hash(&root.path().join("df.csv")).unwrap();
+        let hash = |root: &tempfile::TempDir| {
+            (Table::read(&root.path().join("df.csv"), true).unwrap()).content_sha256
+        };
         assert_eq!(hash(&one), hash(&two));
         std::fs::write(two.path().join("df.csv"), format!("{table}2,c.jpg,test\n")).unwrap();
         assert_ne!(hash(&one), hash(&two));

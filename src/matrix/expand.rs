@@ -13,8 +13,8 @@ use super::schema::{AxisList, MatrixFile};
 use super::source::Source;
 use super::{AxisValues, PlannedCell};
 use crate::data::{
-    ClassFold, DatasetConfig, DatasetName, FashionMnistConfig, Normalization, PhotoConfig,
-    Transform, Validation,
+    ClassFold, DatasetConfig, DatasetName, FashionMnistConfig, Normalization, OwnConfig, OwnKind,
+    OwnPlace, PhotoConfig, SyntheticConfig, Transform, Validation,
 };
 use crate::error::{BadInput, Invalid};
 use crate::loss::{LossConfig, LossName};
@@ -55,7 +55,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
         .map(|b| resolve_backbone(file, src, *b.get_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     for dataset in axes.dataset.get_ref() {
-        let resolved = resolve_dataset(file, src, *dataset.get_ref())?;
+        let resolved = resolve_dataset(file, src, dataset)?;
         let layer = file.defaults.overlaid(&resolved.settings);
         let (model, train) = resolve_settings(&layer, src)?;
         let losses = resolve_losses(file, &resolved.losses, src)?;
@@ -67,7 +67,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                 }
                 let template = CellTemplate {
                     protocol,
-                    dataset: *dataset.get_ref(),
+                    dataset: dataset.get_ref().clone(),
                     fold,
                     config: RunConfig {
                         dataset: dataset_config,
@@ -81,6 +81,7 @@ pub(super) fn expand(file: &MatrixFile, src: &Source) -> Result<Expansion, BadIn
                         train: train.clone(),
                     },
                     data_root: &resolved.root,
+                    data_table: &resolved.table,
                     weights,
                     excludes: &excludes,
                     losses: &losses,
@@ -112,6 +113,7 @@ struct CellTemplate<'a> {
     fold: Option<usize>,
     config: RunConfig,
     data_root: &'a PathBuf,
+    data_table: &'a Option<PathBuf>,
     weights: &'a Option<PathBuf>,
     /// The matrix's `[[exclude]]` rules.
     excludes: &'a [Selection],
@@ -143,7 +145,7 @@ impl CellTemplate<'_> {
                         for seed in axes.seed.get_ref() {
                             let values = AxisValues {
                                 protocol: self.protocol,
-                                dataset: self.dataset,
+                                dataset: self.dataset.clone(),
                                 backbone: self.config.backbone.name,
                                 head: *head.get_ref(),
                                 loss: *loss.get_ref(),
@@ -206,6 +208,7 @@ impl CellTemplate<'_> {
                 config,
                 values,
                 data_root: self.data_root.clone(),
+                data_table: self.data_table.clone(),
                 weights: self.weights.clone(),
             });
         }
@@ -247,6 +250,53 @@ fn check_axes(file: &MatrixFile, src: &Source) -> Result<(), BadInput> {
             return Err(src.error_at(groups, "a group count must be at least 1"));
         }
     }
+    check_dataset_tables(file, src)
+}
+
+/// Every `[datasets.<name>]` table is a built-in dataset's or has a kind, an own dataset's
+/// name can name report files, and an exclude rule names no dataset that does not exist.
+fn check_dataset_tables(file: &MatrixFile, src: &Source) -> Result<(), BadInput> {
+    for rule in &file.exclude {
+        let names = rule.get_ref().dataset.iter().flat_map(|d| &d.0);
+        if let Some(DatasetName::Own(name)) = names
+            .into_iter()
+            .find(|d| matches!(d, DatasetName::Own(_)) && file.datasets.get(d).is_none())
+        {
+            return Err(src.error_at(
+                rule,
+                format!(
+                    "[[exclude]] dataset `{name}` is neither built in ({}) nor a [datasets.{name}] \
+                     table",
+                    DatasetName::BUILT_IN.join(", ")
+                ),
+            ));
+        }
+    }
+    for (name, table) in file.datasets.iter() {
+        if DatasetName::BUILT_IN.contains(&name.as_str()) {
+            continue;
+        }
+        if table.get_ref().span("kind").is_none() {
+            return Err(src.error_at(
+                table,
+                format!(
+                    "[datasets.{name}]: `{name}` is not a built-in dataset ({}); an own dataset \
+                     says its kind: kind = \"csv\" or \"image-folder\" (docs/own-data.md)",
+                    DatasetName::BUILT_IN.join(", ")
+                ),
+            ));
+        }
+        let valid = (name.chars()).all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(src.error_at(
+                table,
+                format!(
+                    "[datasets.{name}]: a dataset's name must be letters, digits, '-' or '_' \
+                     (it names report files)"
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -281,6 +331,8 @@ fn check_axis<T: PartialEq + Debug>(
 struct ResolvedDataset {
     variants: Vec<(DatasetConfig, Option<usize>)>,
     root: PathBuf,
+    /// A csv dataset's table.
+    table: Option<PathBuf>,
     settings: Layer,
     /// `[datasets.<name>.losses]`: loss parameters of this dataset's cells.
     losses: Layer,
@@ -307,6 +359,8 @@ impl ResolvedDataset {
 
 /// Keys of a dataset table that are not the dataset's parameters.
 const TABLE_KEYS: [&str; 4] = ["root", "folds", "train", "losses"];
+/// Keys of an own dataset's table that say where and what it is.
+const OWN_KEYS: [&str; 2] = ["kind", "table"];
 
 /// Each loss of the `loss` axis with its effective parameters on a dataset: its defaults <-
 /// `[losses.<loss>]` <- `[datasets.<name>.losses.<loss>]`.
@@ -332,46 +386,60 @@ fn resolve_losses(
 fn resolve_dataset(
     file: &MatrixFile,
     src: &Source,
-    name: DatasetName,
+    name: &Spanned<DatasetName>,
 ) -> Result<ResolvedDataset, BadInput> {
-    if name == DatasetName::Synthetic {
-        let config = file.datasets.synthetic.clone().unwrap_or_default();
-        config
-            .check()
-            .map_err(|e| BadInput::new(format!("{}: {}", src.path.display(), e.message)))?;
-        if config.validation == Validation::None {
-            return Err(BadInput::new(format!(
-                "{}: [datasets.synthetic] validation = \"none\" is the test-selected protocol: list it on the protocol axis",
-                src.path.display()
-            )));
+    let table = match (file.datasets.get(name.get_ref()), name.get_ref()) {
+        (Some(table), _) => table.get_ref().clone(),
+        (None, DatasetName::Own(own)) => {
+            return Err(src.error_at(
+                name,
+                format!(
+                    "dataset `{own}` is neither built in ({}) nor a [datasets.{own}] table of \
+                     the matrix (an own dataset: docs/own-data.md)",
+                    DatasetName::BUILT_IN.join(", ")
+                ),
+            ));
         }
-        return Ok(ResolvedDataset {
-            variants: vec![(DatasetConfig::Synthetic(config), None)],
-            root: PathBuf::new(),
-            settings: Layer::default(),
-            losses: Layer::default(),
-        });
-    }
-    let table = file.datasets.get(name).cloned().unwrap_or_default();
+        (None, _) => Layer::default(),
+    };
     let params = table.filtered(|k| !TABLE_KEYS.contains(&k));
-    let config = match name {
+    let (config, place) = match name.get_ref() {
+        DatasetName::Synthetic => {
+            // Generated in memory, with no folds: nowhere to read and nothing to fold.
+            if let Some(key) = ["root", "folds"]
+                .into_iter()
+                .find(|k| table.span(k).is_some())
+            {
+                let span = table.span(key).expect("found");
+                let message = format!("`{key}`: the synthetic set is generated and has no folds");
+                return Err(BadInput::at(src.path, src.text, span.start, message));
+            }
+            let config: SyntheticConfig = resolve_params(&params, &[], src)?;
+            check_rule(config.check(), &params, src)?;
+            (DatasetConfig::Synthetic(config), None)
+        }
         DatasetName::FashionMnist => {
             let config: FashionMnistConfig = resolve_params(&params, &[], src)?;
             check_rule(config.check(), &params, src)?;
-            DatasetConfig::FashionMnist(config)
+            (DatasetConfig::FashionMnist(config), None)
         }
-        _ => {
-            let config = resolve_photo(&params, src)?;
-            match name {
+        DatasetName::Own(_) => {
+            let (config, table) = resolve_own(&table, &params, src)?;
+            (config, Some(table))
+        }
+        built_in => {
+            let config = resolve_photo(&params, &[], src)?;
+            let config = match built_in {
                 DatasetName::Cub => DatasetConfig::Cub(config),
                 DatasetName::Cars => DatasetConfig::Cars(config),
                 DatasetName::Sop => DatasetConfig::Sop(config),
                 _ => DatasetConfig::InShop(config),
-            }
+            };
+            (config, None)
         }
     };
     if config.validation() == Validation::None {
-        let span = params.span("validation").expect("set by the table");
+        let span = params.span("validation").unwrap_or_else(|| name.span());
         return Err(BadInput::at(
             src.path,
             src.text,
@@ -379,17 +447,82 @@ fn resolve_dataset(
             "validation = \"none\" is the test-selected protocol: list it on the protocol axis ([axes] protocol = [\"held-out\", \"test-selected\"])",
         ));
     }
-    let root = table.get::<String>("root", src)?.map_or_else(
-        || PathBuf::from(name.default_root()),
-        |r| r.into_inner().into(),
-    );
+    let (root, table_path) = match place {
+        Some(OwnPlaceOwned { root, table }) => (root, table),
+        None => (root_of(&table, name.get_ref(), src)?, None),
+    };
     let folds = table.get::<usize>("folds", src)?;
     Ok(ResolvedDataset {
         variants: fold_variants(config, folds.as_ref(), src)?,
         root,
+        table: table_path,
         settings: table.table("train", src)?,
         losses: table.table("losses", src)?,
     })
+}
+
+/// A built-in dataset's root: the table's `root`, else its default place.
+fn root_of(table: &Layer, name: &DatasetName, src: &Source) -> Result<PathBuf, BadInput> {
+    Ok(table.get::<String>("root", src)?.map_or_else(
+        || PathBuf::from(name.default_root().unwrap_or_default()),
+        |r| r.into_inner().into(),
+    ))
+}
+
+/// Where an own dataset lives, as the matrix says.
+struct OwnPlaceOwned {
+    root: PathBuf,
+    table: Option<PathBuf>,
+}
+
+/// An own dataset's configuration, with its content's sha256 read from the data now (a bad
+/// table is bad input before anything trains), and where it lives.
+fn resolve_own(
+    table: &Layer,
+    params: &Layer,
+    src: &Source,
+) -> Result<(DatasetConfig, OwnPlaceOwned), BadInput> {
+    let kind = table
+        .get::<OwnKind>("kind", src)?
+        .expect("checked with the tables");
+    let root = table.get::<String>("root", src)?.ok_or_else(|| {
+        src.error_at(
+            &kind,
+            "an own dataset needs its root: root = \"path/to/images\"",
+        )
+    })?;
+    let root = PathBuf::from(root.into_inner());
+    let table_path = match (kind.get_ref(), table.get::<String>("table", src)?) {
+        // OpenMetricLearning's name for it; relative to the root, as its image paths are.
+        (OwnKind::Csv, None) => Some(root.join("df.csv")),
+        (OwnKind::Csv, Some(t)) => Some(root.join(t.into_inner())),
+        (OwnKind::ImageFolder, None) => None,
+        (OwnKind::ImageFolder, Some(t)) => {
+            return Err(src.error_at(&t, "an image folder has no table: its folders list it"));
+        }
+    };
+    let photo = resolve_photo(params, &OWN_KEYS, src)?;
+    let place = OwnPlace {
+        kind: *kind.get_ref(),
+        root: &root,
+        table: table_path.as_deref(),
+    };
+    let content_sha256 = place.content_sha256(photo.validation)?;
+    let own = OwnConfig {
+        content_sha256,
+        photo,
+    };
+    let config = match kind.get_ref() {
+        OwnKind::Csv => DatasetConfig::Csv(own),
+        OwnKind::ImageFolder => DatasetConfig::ImageFolder(own),
+    };
+    Ok((
+        config,
+        OwnPlaceOwned {
+            root,
+            table: table_path,
+        },
+    ))
 }
 
 /// A dataset's parameters from its table: the fields of `T` (but the fold, which `folds`
@@ -410,15 +543,17 @@ fn resolve_params<T: DeserializeOwned>(
     params.filtered(|k| !extra.contains(&k)).resolve(src)
 }
 
-/// A photo dataset's parameters: its split's, and its transform's written flat in the table.
-fn resolve_photo(params: &Layer, src: &Source) -> Result<PhotoConfig, BadInput> {
+/// A photo dataset's parameters: its split's, and its transform's written flat in the table;
+/// `own` are the own dataset's keys that the caller reads.
+fn resolve_photo(params: &Layer, own: &[&str], src: &Source) -> Result<PhotoConfig, BadInput> {
     // The matrix chooses no normalisation: the backbone does (see for_backbone).
     let transform_keys: Vec<&str> = keys_of::<Transform>()
         .iter()
         .copied()
         .filter(|k| *k != "normalization")
         .collect();
-    let mut config: PhotoConfig = resolve_params(params, &transform_keys, src)?;
+    let extra: Vec<&str> = transform_keys.iter().chain(own).copied().collect();
+    let mut config: PhotoConfig = resolve_params(params, &extra, src)?;
     config.transform = params
         .filtered(|k| transform_keys.contains(&k))
         .resolve(src)?;

@@ -40,6 +40,9 @@ pub struct PlannedCell {
     pub values: AxisValues,
     /// Where the dataset lives (provenance, not part of the hash).
     pub data_root: PathBuf,
+    /// A csv dataset's table (not part of the hash either: its content is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_table: Option<PathBuf>,
     /// The pretrained backbone's state dict, if any (its file name is in the hash).
     pub weights: Option<PathBuf>,
 }

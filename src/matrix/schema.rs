@@ -3,6 +3,8 @@
 //! Every table denies unknown keys; values the expansion checks carry their source span so that
 //! errors can name line and column.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 use toml::Spanned;
@@ -10,7 +12,7 @@ use toml::Spanned;
 use super::axis::Axis;
 use super::filter::Selection;
 use super::layer::Layer;
-use crate::data::{DatasetName, SyntheticConfig};
+use crate::data::DatasetName;
 use crate::loss::LossName;
 use crate::model::{BackboneKind, HeadKind};
 use crate::train::Protocol;
@@ -101,35 +103,26 @@ pub struct BackboneTable {
     pub transform_input: Option<bool>,
 }
 
-/// `[datasets.<name>]` tables. Each holds its dataset's parameters (the fields of its
-/// configuration type: [`FashionMnistConfig`](crate::data::FashionMnistConfig), or
-/// [`PhotoConfig`](crate::data::PhotoConfig) with its transform's fields written flat), and
-/// `root` (where it lives; not hashed), `folds` (k-fold class-disjoint validation: one cell per
-/// fold) and a `train` table of settings over `[defaults]`.
+/// `[datasets.<name>]` tables, keyed by dataset name: a built-in one's or an own dataset's
+/// (`kind = "csv" | "image-folder"`, its name chosen by the matrix). Each holds its dataset's
+/// parameters (the fields of its configuration type: [`FashionMnistConfig`](crate::data::FashionMnistConfig),
+/// [`SyntheticConfig`](crate::data::SyntheticConfig), or [`PhotoConfig`](crate::data::PhotoConfig)
+/// with its transform's fields written flat), and `root` (where it lives; not hashed), `folds`
+/// (k-fold class-disjoint validation: one cell per fold) and a `train` table of settings over
+/// `[defaults]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetTables {
-    #[serde(rename = "fashion-mnist")]
-    pub fashion_mnist: Option<Layer>,
-    pub cub: Option<Layer>,
-    pub cars: Option<Layer>,
-    pub sop: Option<Layer>,
-    pub inshop: Option<Layer>,
-    /// `[datasets.synthetic]`: the generator's parameters.
-    pub synthetic: Option<SyntheticConfig>,
-}
+#[serde(transparent)]
+pub struct DatasetTables(BTreeMap<String, Spanned<Layer>>);
 
 impl DatasetTables {
-    /// The table of dataset `name` (none for the synthetic set, whose table is typed).
-    pub fn get(&self, name: DatasetName) -> Option<&Layer> {
-        match name {
-            DatasetName::FashionMnist => self.fashion_mnist.as_ref(),
-            DatasetName::Cub => self.cub.as_ref(),
-            DatasetName::Cars => self.cars.as_ref(),
-            DatasetName::Sop => self.sop.as_ref(),
-            DatasetName::InShop => self.inshop.as_ref(),
-            DatasetName::Synthetic => None,
-        }
+    /// The table of dataset `name`, if the matrix has one.
+    pub fn get(&self, name: &DatasetName) -> Option<&Spanned<Layer>> {
+        self.0.get(&name.to_string())
+    }
+
+    /// Every table with its dataset's name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Spanned<Layer>)> {
+        self.0.iter()
     }
 }
 

@@ -415,3 +415,96 @@ fn validation_none_in_a_dataset_table_points_at_the_protocol_axis() {
     ));
     assert!(message.contains("axis `protocol` lists"), "{message}");
 }
+
+/// `BASE` on an own dataset `products` of `kind`, whose table adds `keys`.
+fn own(kind: &str, keys: &str) -> String {
+    BASE.replace("\"fashion-mnist\"", "\"products\"")
+        + &format!("\n[datasets.products]\nkind = \"{kind}\"\n{keys}\n")
+}
+
+#[test]
+fn an_own_dataset_is_named_by_its_table_and_says_its_kind_and_root() {
+    let message = error(&BASE.replace("\"fashion-mnist\"", "\"products\""));
+    assert!(
+        message.contains("test.toml:3:12")
+            && message.contains("`products` is neither built in (fashion-mnist, cub")
+            && message.contains("[datasets.products]"),
+        "{message}"
+    );
+    let message = error(&format!("{BASE}\n[datasets.products]\nroot = \"x\"\n"));
+    assert!(
+        message.contains("test.toml:")
+            && message.contains("not a built-in dataset")
+            && message.contains("kind = \"csv\""),
+        "{message}"
+    );
+    let message = error(&own("image-folder", ""));
+    assert!(
+        message.contains("test.toml:11:8") && message.contains("needs its root"),
+        "{message}"
+    );
+    let message = error(&own("parquet", "root = \"x\""));
+    assert!(
+        message.contains("test.toml:11:") && message.contains("parquet"),
+        "{message}"
+    );
+    let message = error(&own("image-folder", "root = \"x\"\ntable = \"df.csv\""));
+    assert!(
+        message.contains("test.toml:13:") && message.contains("no table"),
+        "{message}"
+    );
+    let message = error(&own("csv", "root = \"/nonexistent/products\""));
+    assert!(
+        message.contains("/nonexistent/products/df.csv: cannot read"),
+        "{message}"
+    );
+    let message = error(&own("csv", "root = \"x\"\ncolour = \"red\""));
+    assert!(
+        message.contains("unknown dataset parameter `colour`"),
+        "{message}"
+    );
+    let message = error(&format!("{BASE}\n[datasets.\"my data\"]\nkind = \"csv\"\n"));
+    assert!(message.contains("letters, digits"), "{message}");
+    let synthetic = BASE.replace("\"fashion-mnist\"", "\"synthetic\"");
+    let message = error(&format!("{synthetic}\n[datasets.synthetic]\nfolds = 3\n"));
+    assert!(
+        message.contains("test.toml:11:9") && message.contains("no folds"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "{BASE}\n[[exclude]]\ndataset = \"fashion_mnist\"\n"
+    ));
+    assert!(
+        message.contains("test.toml:") && message.contains("`fashion_mnist` is neither built in"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_own_dataset_is_hashed_by_its_content_not_its_place_or_name() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datasets");
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("images")).unwrap();
+    std::fs::copy(
+        fixture.join("own-csv/df.csv"),
+        copy.path().join("listing.csv"),
+    )
+    .unwrap();
+    let hashes = |text: String| -> Vec<String> {
+        let m = parse(&text).unwrap();
+        m.cells.iter().map(|c| c.hash.clone()).collect()
+    };
+    let root = |p: &Path| format!("root = {:?}", p.to_str().unwrap());
+    let here = hashes(own("csv", &root(&fixture.join("own-csv"))));
+    let there = own(
+        "csv",
+        &format!("{}\ntable = \"listing.csv\"", root(copy.path())),
+    );
+    assert_eq!(here, hashes(there.clone()));
+    assert_eq!(here, hashes(there.replace("products", "items")));
+    let m = parse(&own("csv", &root(&fixture.join("own-csv")))).unwrap();
+    assert_eq!(m.cells[0].data_table, Some(fixture.join("own-csv/df.csv")));
+    // The image folder: its listing, not where it is.
+    let folder = hashes(own("image-folder", &root(&fixture.join("own-folder"))));
+    assert!(folder.iter().all(|h| !here.contains(h)));
+}

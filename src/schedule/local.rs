@@ -182,7 +182,7 @@ fn load_datasets(
     for cell in cells {
         let key = dataset_key(cell);
         if let std::collections::hash_map::Entry::Vacant(e) = loaded.entry(key) {
-            let splits = cell.config.dataset.load(&cell.data_root)?;
+            let splits = (cell.config.dataset).load(&cell.data_root, cell.data_table.as_deref())?;
             e.insert(Arc::new(splits));
         }
     }
@@ -262,12 +262,7 @@ fn run_cell(
     };
     let stored = (|| -> anyhow::Result<()> {
         write_outcome(&mut writer, &outcome, &splits.test, &cell.config)?;
-        let provenance = origin.provenance(
-            &cell.data_root,
-            started,
-            utc_now(),
-            clock.elapsed().as_secs_f64(),
-        );
+        let provenance = origin.provenance(cell, started, utc_now(), clock.elapsed().as_secs_f64());
         writer.finish(SEMANTICS, provenance)?;
         if let Err(e) = std::fs::remove_dir_all(&state_dir) {
             tracing::warn!("could not remove {}: {e}", state_dir.display());

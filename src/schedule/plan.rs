@@ -1,7 +1,11 @@
 //! The plan: each selected cell with its state in the store.
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use serde_json::json;
 
+use crate::data::DatasetConfig;
 use crate::matrix::{CellFilter, Matrix, PlannedCell};
 use crate::store::{RunState, RunStore};
 use crate::train::SEMANTICS;
@@ -42,14 +46,17 @@ pub fn plan<'a>(matrix: &'a Matrix, filter: &CellFilter, store: &RunStore) -> Ve
         .collect()
 }
 
-/// Inputs that `cells` need and that are not on disk (dataset folders, pretrained weights),
-/// one line each with the number of cells that need it.
+/// Inputs that `cells` need and that are not on disk (dataset folders, an own dataset's
+/// images or a content changed since the matrix was read, pretrained weights), one line each
+/// with the number of cells that need it.
 pub fn missing_inputs(cells: &[&PlannedCell]) -> Vec<String> {
     let mut missing: Vec<(String, usize)> = Vec::new();
     let mut note = |line: String| match missing.iter_mut().find(|(l, _)| *l == line) {
         Some((_, count)) => *count += 1,
         None => missing.push((line, 1)),
     };
+    // An own dataset's problem, once per dataset: listing it checks every image.
+    let mut own_problems: HashMap<(String, &Path), Option<String>> = HashMap::new();
     for cell in cells {
         if cell.config.dataset.needs_root() && !cell.data_root.is_dir() {
             note(format!(
@@ -57,6 +64,20 @@ pub fn missing_inputs(cells: &[&PlannedCell]) -> Vec<String> {
                 cell.values.dataset,
                 cell.data_root.display()
             ));
+        } else if let DatasetConfig::Csv(own) | DatasetConfig::ImageFolder(own) =
+            &cell.config.dataset
+        {
+            let key = (own.content_sha256.clone(), cell.data_root.as_path());
+            let problem = own_problems.entry(key).or_insert_with(|| {
+                let loaded =
+                    (cell.config.dataset).load(&cell.data_root, cell.data_table.as_deref());
+                loaded
+                    .err()
+                    .map(|e| format!("dataset {}: {e}", cell.values.dataset))
+            });
+            if let Some(problem) = problem {
+                note(problem.clone());
+            }
         }
         if let Some(weights) = &cell.weights
             && !weights.is_file()

@@ -6,6 +6,7 @@ use std::process::Command;
 use burn::tensor::Device;
 
 use super::machine;
+use crate::matrix::PlannedCell;
 use crate::store::{Machine, Provenance};
 use crate::train::Backend;
 
@@ -53,10 +54,10 @@ impl Origin {
         }
     }
 
-    /// The provenance of one run.
+    /// The provenance of one run of `cell`.
     pub fn provenance(
         &self,
-        data_root: &Path,
+        cell: &PlannedCell,
         started: String,
         finished: String,
         wall_seconds: f64,
@@ -69,7 +70,8 @@ impl Origin {
             device: self.device.clone(),
             host: self.host.clone(),
             threads: rayon::current_num_threads(),
-            data_root: data_root.display().to_string(),
+            data_root: cell.data_root.display().to_string(),
+            data_table: (cell.data_table.as_ref()).map(|t| t.display().to_string()),
             started,
             finished,
             wall_seconds,

@@ -28,6 +28,9 @@ pub struct Provenance {
     pub host: String,
     pub threads: usize,
     pub data_root: String,
+    /// A csv dataset's table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_table: Option<String>,
     /// UTC, RFC 3339.
     pub started: String,
     pub finished: String,
@@ -106,6 +109,7 @@ pub(crate) fn test_provenance() -> Provenance {
         host: "h".into(),
         threads: 1,
         data_root: String::new(),
+        data_table: None,
         started: utc_now(),
         finished: utc_now(),
         wall_seconds: 0.0,

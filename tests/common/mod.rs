@@ -29,10 +29,20 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
 /// Runs `agml args...`, printing its output (shown when a test fails).
 #[allow(dead_code)]
 pub fn agml(args: &[&str]) -> Output {
-    let output = Command::new(AGML).args(args).output().expect("agml runs");
+    agml_in(Path::new("."), args)
+}
+
+/// Runs `agml args...` in the folder `dir` (relative paths in its arguments and in a
+/// matrix are relative to it), printing its output.
+#[allow(dead_code)]
+pub fn agml_in(dir: &Path, args: &[&str]) -> Output {
+    let output = (Command::new(AGML).args(args).current_dir(dir))
+        .output()
+        .expect("agml runs");
     eprintln!(
-        "agml {}\n--- stdout\n{}--- stderr\n{}",
+        "agml {} (in {})\n--- stdout\n{}--- stderr\n{}",
         args.join(" "),
+        dir.display(),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
