@@ -267,7 +267,7 @@ fn crop_boxes_keep_the_box_before_the_transforms() {
     };
     let photo = PhotoConfig::default();
     let config = OwnConfig {
-        content_sha256: place.content_sha256(photo.validation).unwrap(),
+        content_sha256: place.content(photo.validation).unwrap().sha256,
         photo,
     };
     let splits = DatasetConfig::Csv(config.clone())

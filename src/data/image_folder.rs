@@ -161,6 +161,11 @@ impl Folder {
         })
     }
 
+    /// True when the folder has a validation split (a non-empty validation/).
+    pub fn has_validation(&self) -> bool {
+        self.tree.validation.is_some()
+    }
+
     /// The listed images. Classes are numbered in sorted folder-name order over all splits.
     pub fn listing(&self) -> Listing {
         let (root, tree) = (&self.root, &self.tree);

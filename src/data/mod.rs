@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use fashion_mnist::{FASHION_MNIST_DEFAULT_ROOT, FashionMnistConfig};
 pub use images::{ClassFold, ImageSet, Images, Splits, Validation};
 pub use jpeg::JpegDecoder;
-pub use own::{OwnConfig, OwnKind, OwnPlace};
+pub use own::{OwnConfig, OwnContent, OwnKind, OwnPlace};
 pub use photos::PhotoConfig;
 pub use pipeline::{Crop, ImageFile, Normalization, Transform, View};
 pub use sampler::ClassBalancedSampler;

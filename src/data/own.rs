@@ -56,12 +56,25 @@ enum Read {
     Folder(Folder),
 }
 
+/// What reading the matrix learns of an own dataset.
+pub struct OwnContent {
+    pub sha256: String,
+    /// The data lists its own validation split (table rows, a validation/ folder).
+    pub has_validation: bool,
+}
+
 impl OwnPlace<'_> {
     /// The content's sha256, after every check that needs no image (reading the matrix).
-    pub fn content_sha256(&self, validation: Validation) -> Result<String, BadInput> {
+    pub fn content(&self, validation: Validation) -> Result<OwnContent, BadInput> {
         Ok(match self.read(validation)? {
-            Read::Table(table) => table.content_sha256,
-            Read::Folder(folder) => folder.content_sha256,
+            Read::Table(table) => OwnContent {
+                has_validation: table.has_validation(),
+                sha256: table.content_sha256,
+            },
+            Read::Folder(folder) => OwnContent {
+                has_validation: folder.has_validation(),
+                sha256: folder.content_sha256,
+            },
         })
     }
 

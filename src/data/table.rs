@@ -319,6 +319,11 @@ impl Table {
         })
     }
 
+    /// True when rows of the table are a validation split.
+    pub fn has_validation(&self) -> bool {
+        self.rows.iter().any(|r| r.split == Split::Validation)
+    }
+
     /// The listed images under `root`, after checking that each is a file there.
     pub fn listing(&self, root: &Path) -> Result<Listing, BadInput> {
         let (table, rows) = (self.path.as_path(), self.rows.as_slice());

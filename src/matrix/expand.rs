@@ -507,9 +507,18 @@ fn resolve_own(
         root: &root,
         table: table_path.as_deref(),
     };
-    let content_sha256 = place.content_sha256(photo.validation)?;
+    let content = place.content(photo.validation)?;
+    if let (true, Some(folds)) = (content.has_validation, table.span("folds")) {
+        return Err(BadInput::at(
+            src.path,
+            src.text,
+            folds.start,
+            "the data lists its own validation split (validation rows or folder), which \
+             replaces a carved one: folds would train the same model k times",
+        ));
+    }
     let own = OwnConfig {
-        content_sha256,
+        content_sha256: content.sha256,
         photo,
     };
     let config = match kind.get_ref() {
@@ -558,6 +567,12 @@ fn resolve_photo(params: &Layer, own: &[&str], src: &Source) -> Result<PhotoConf
         .filtered(|k| transform_keys.contains(&k))
         .resolve(src)?;
     check_rule(config.check(), params, src)?;
+    // A photo dataset's validation is class-disjoint unless the table says otherwise
+    // (PhotoConfig's default; serde's for a stored configuration is `images`, which a
+    // configuration leaves out of its JSON).
+    if params.span("validation").is_none() {
+        config.validation = PhotoConfig::default().validation;
+    }
     // A crop the table leaves out is the backbone's (0, filled in by for_backbone).
     for (key, crop) in [
         ("crop", &mut config.transform.crop),

@@ -504,7 +504,39 @@ fn an_own_dataset_is_hashed_by_its_content_not_its_place_or_name() {
     assert_eq!(here, hashes(there.replace("products", "items")));
     let m = parse(&own("csv", &root(&fixture.join("own-csv")))).unwrap();
     assert_eq!(m.cells[0].data_table, Some(fixture.join("own-csv/df.csv")));
+    // A SLURM task reads its cell back from the queue's JSON: the table and the name too.
+    let queued = serde_json::to_string(&m.cells[0]).unwrap();
+    let read: PlannedCell = serde_json::from_str(&queued).unwrap();
+    assert_eq!(
+        (read.data_table, read.values),
+        (m.cells[0].data_table.clone(), m.cells[0].values.clone())
+    );
+    assert_eq!(read.hash, super::hash::config_hash(&read.config));
     // The image folder: its listing, not where it is.
     let folder = hashes(own("image-folder", &root(&fixture.join("own-folder"))));
     assert!(folder.iter().all(|h| !here.contains(h)));
+
+    // Folds: a cell per fold of the folder's training classes; a table with validation rows
+    // has its validation split already.
+    let folds =
+        |kind: &str, dir: &str| own(kind, &format!("{}\nfolds = 3", root(&fixture.join(dir))));
+    let m = parse(&folds("image-folder", "own-folder")).unwrap();
+    assert_eq!(m.cells.len(), 3 * folder.len());
+    let message = error(&folds("csv", "own-csv"));
+    assert!(
+        message.contains("test.toml:13:9") && message.contains("own validation split"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_photo_dataset_without_a_validation_key_holds_out_classes() {
+    let cub = BASE.replace("\"fashion-mnist\"", "\"cub\"");
+    let validation = |text: &str| match &parse(text).unwrap().cells[0].config.dataset {
+        crate::data::DatasetConfig::Cub(photo) => photo.validation,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(validation(&cub), crate::data::Validation::Classes);
+    let images = format!("{cub}\n[datasets.cub]\nvalidation = \"images\"\n");
+    assert_eq!(validation(&images), crate::data::Validation::Images);
 }
