@@ -293,3 +293,33 @@ fn crop_boxes_keep_the_box_before_the_transforms() {
     let gallery = splits.gallery.as_ref().unwrap();
     assert_eq!((gallery.len(), gallery.class_count()), (8, 4));
 }
+
+#[test]
+fn a_run_refuses_data_changed_since_its_cell_was_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("products");
+    copy_tree(&fixture("own-csv"), &root);
+    let table = root.join("df.csv");
+    let place = OwnPlace {
+        kind: OwnKind::Csv,
+        root: &root,
+        table: Some(&table),
+    };
+    let photo = PhotoConfig::default();
+    let planned = DatasetConfig::Csv(OwnConfig {
+        content_sha256: place.content(photo.validation).unwrap().sha256,
+        photo,
+    });
+    assert!(planned.load(&root, Some(&table)).is_ok());
+    edit_table(&root, |mut rows| {
+        rows.pop();
+        rows
+    });
+    let error = planned.load(&root, Some(&table)).unwrap_err();
+    assert!(agml::error::is_bad_input(&error));
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("df.csv: the table changed since the matrix was read"),
+        "{message}"
+    );
+}

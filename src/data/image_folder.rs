@@ -139,8 +139,12 @@ impl Folder {
     pub fn read(root: &Path, class_disjoint_validation: bool) -> Result<Folder, BadInput> {
         let tree = tree(root)?;
         disjoint(root, &tree.train, &tree.test, "train/ and test/")?;
-        if let (true, Some(validation)) = (class_disjoint_validation, &tree.validation) {
-            disjoint(root, &tree.train, validation, "train/ and validation/")?;
+        if let Some(validation) = &tree.validation {
+            // Selecting the epoch on test classes would be selecting it on the test set.
+            disjoint(root, validation, &tree.test, "validation/ and test/")?;
+            if class_disjoint_validation {
+                disjoint(root, &tree.train, validation, "train/ and validation/")?;
+            }
         }
         let mut digest = Sha256::new();
         let splits = [
@@ -231,6 +235,12 @@ mod tests {
         let message = error(shared.path());
         assert!(
             message.contains("1 class folder(s) in both train/ and test/, e.g. cat"),
+            "{message}"
+        );
+        let peeking = folder(&["train/cat/1.jpg", "validation/owl/1.jpg", "test/owl/2.jpg"]);
+        let message = error(peeking.path());
+        assert!(
+            message.contains("in both validation/ and test/, e.g. owl"),
             "{message}"
         );
         let no_test = folder(&["train/cat/1.jpg"]);

@@ -3,7 +3,6 @@
 //! cell's hash is its content's sha256, taken when the matrix is read and checked again when
 //! the data loads, so that a run never trains on data other than the one its hash names.
 
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -22,15 +21,6 @@ pub enum OwnKind {
     Csv,
     /// torchvision's ImageFolder layout, split into train/ and test/.
     ImageFolder,
-}
-
-impl fmt::Display for OwnKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OwnKind::Csv => "csv",
-            OwnKind::ImageFolder => "image-folder",
-        })
-    }
 }
 
 /// An own dataset's part of a run's configuration: what it holds and how it is split and

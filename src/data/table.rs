@@ -368,6 +368,14 @@ fn check(table: &Path, rows: &[Row], class_disjoint_validation: bool) -> Result<
         )));
     }
     disjoint(table, rows, Split::Train, Split::Test, "train and test")?;
+    // Selecting the epoch on test classes would be selecting it on the test set.
+    disjoint(
+        table,
+        rows,
+        Split::Validation,
+        Split::Test,
+        "validation and test",
+    )?;
     if class_disjoint_validation {
         disjoint(
             table,
@@ -525,6 +533,10 @@ mod tests {
             (
                 "label,path,split\n1,a.jpg,train\n1,b.jpg,test\n",
                 "df.csv:3: label `1` is in train and test (also line 2)",
+            ),
+            (
+                "label,path,split\n1,a.jpg,train\n2,b.jpg,validation\n2,c.jpg,test\n",
+                "df.csv:4: label `2` is in validation and test (also line 3)",
             ),
             (
                 "label,path,split,is_query,is_gallery\n1,a.jpg,train,0,0\n\
