@@ -112,20 +112,21 @@ fn the_docs_example_trains_evaluates_and_reports_as_written() {
     assert!(states.iter().all(|(s, _)| s == "pending"), "{states:?}");
 }
 
-/// A products-only matrix on `root` (the example's keys).
-fn products_matrix(dir: &Path, root: &Path) -> PathBuf {
+/// The example's matrix on `dataset` alone (products or flowers), with its data at `root`,
+/// written into `dir`.
+fn one_dataset_matrix(dir: &Path, dataset: &str, root: &Path) -> PathBuf {
     let example = docs_example();
     let text = example
         .replace(
             r#"dataset = ["products", "flowers"]"#,
-            r#"dataset = ["products"]"#,
+            &format!("dataset = [{dataset:?}]"),
         )
         .replace(
-            r#""data/products""#,
+            &format!("\"data/{dataset}\""),
             &format!("{:?}", root.to_str().unwrap()),
         );
-    assert!(text != example);
-    let path = dir.join("products.toml");
+    assert!(text.matches(root.to_str().unwrap()).count() == 1, "{text}");
+    let path = dir.join(format!("{dataset}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -137,7 +138,7 @@ fn refused(break_it: impl Fn(&Path), expected: &[&str]) {
     let root = dir.path().join("products");
     copy_tree(&fixture("own-csv"), &root);
     break_it(&root);
-    let matrix = products_matrix(dir.path(), &root);
+    let matrix = one_dataset_matrix(dir.path(), "products", &root);
     let out = agml_in(dir.path(), &["run", matrix.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{expected:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -157,34 +158,26 @@ fn edit_table(root: &Path, edit: impl Fn(Vec<String>) -> Vec<String>) {
     std::fs::write(&table, rows.join("\n") + "\n").unwrap();
 }
 
+/// Replaces `from` by `to` on line `line` of the table (the header is line 1).
+fn edit_line(root: &Path, line: usize, from: &str, to: &str) {
+    edit_table(root, |mut rows| {
+        rows[line - 1] = rows[line - 1].replacen(from, to, 1);
+        rows
+    });
+}
+
 #[test]
 fn bad_tables_stop_the_run_with_exit_2_naming_file_and_line() {
     refused(
-        |root| {
-            edit_table(root, |rows| {
-                rows.into_iter()
-                    .map(|r| r.replacen(",split,", ",set,", 1))
-                    .collect()
-            })
-        },
+        |root| edit_line(root, 1, ",split,", ",set,"),
         &["df.csv:1: missing column(s) split"],
     );
     refused(
-        |root| {
-            edit_table(root, |mut rows| {
-                rows[4] = rows[4].replace(",train,", ",dev,");
-                rows
-            })
-        },
+        |root| edit_line(root, 5, ",train,", ",dev,"),
         &["df.csv:5: split `dev` is not train, validation or test"],
     );
     refused(
-        |root| {
-            edit_table(root, |mut rows| {
-                rows[1] = rows[1].replace(",8,35,10,38", ",500,600,500,600");
-                rows
-            })
-        },
+        |root| edit_line(root, 2, ",8,35,10,38", ",500,600,500,600"),
         &["df.csv:2: crop box x 500..600, y 500..600 lies outside the"],
     );
     refused(
@@ -199,12 +192,7 @@ fn bad_tables_stop_the_run_with_exit_2_naming_file_and_line() {
         ],
     );
     refused(
-        |root| {
-            edit_table(root, |mut rows| {
-                rows[32] = rows[32].replacen("vase-11", "mug-2", 1);
-                rows
-            })
-        },
+        |root| edit_line(root, 33, "vase-11", "mug-2"),
         &["df.csv:33: label `mug-2` is in train and test (also line 5)"],
     );
     refused(
@@ -225,17 +213,7 @@ fn an_image_folder_sharing_a_class_between_train_and_test_is_refused() {
     let root = dir.path().join("flowers");
     copy_tree(&fixture("own-folder"), &root);
     copy_tree(&root.join("test/iris"), &root.join("train/iris"));
-    let matrix = dir.path().join("flowers.toml");
-    let text = docs_example()
-        .replace(
-            r#"dataset = ["products", "flowers"]"#,
-            r#"dataset = ["flowers"]"#,
-        )
-        .replace(
-            r#""data/flowers""#,
-            &format!("{:?}", root.to_str().unwrap()),
-        );
-    std::fs::write(&matrix, text).unwrap();
+    let matrix = one_dataset_matrix(dir.path(), "flowers", &root);
     let out = agml_in(dir.path(), &["plan", matrix.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -256,20 +234,26 @@ fn mean_colour(pixels: &[f32]) -> [f32; 3] {
     })
 }
 
+/// The configuration a matrix plans for the table `root/df.csv` (photo defaults).
+fn planned(root: &Path) -> OwnConfig {
+    let table = root.join("df.csv");
+    let place = OwnPlace {
+        kind: OwnKind::Csv,
+        root,
+        table: Some(&table),
+    };
+    let photo = PhotoConfig::default();
+    OwnConfig {
+        content_sha256: place.content(photo.validation).unwrap().sha256,
+        photo,
+    }
+}
+
 #[test]
 fn crop_boxes_keep_the_box_before_the_transforms() {
     let root = fixture("own-csv");
     let table = root.join("df.csv");
-    let place = OwnPlace {
-        kind: OwnKind::Csv,
-        root: &root,
-        table: Some(&table),
-    };
-    let photo = PhotoConfig::default();
-    let config = OwnConfig {
-        content_sha256: place.content(photo.validation).unwrap().sha256,
-        photo,
-    };
+    let config = planned(&root);
     let splits = DatasetConfig::Csv(config.clone())
         .load(&root, Some(&table))
         .unwrap();
@@ -300,16 +284,7 @@ fn a_run_refuses_data_changed_since_its_cell_was_planned() {
     let root = dir.path().join("products");
     copy_tree(&fixture("own-csv"), &root);
     let table = root.join("df.csv");
-    let place = OwnPlace {
-        kind: OwnKind::Csv,
-        root: &root,
-        table: Some(&table),
-    };
-    let photo = PhotoConfig::default();
-    let planned = DatasetConfig::Csv(OwnConfig {
-        content_sha256: place.content(photo.validation).unwrap().sha256,
-        photo,
-    });
+    let planned = DatasetConfig::Csv(planned(&root));
     assert!(planned.load(&root, Some(&table)).is_ok());
     edit_table(&root, |mut rows| {
         rows.pop();
