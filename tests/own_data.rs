@@ -170,7 +170,7 @@ fn edit_line(root: &Path, line: usize, from: &str, to: &str) {
 fn bad_tables_stop_the_run_with_exit_2_naming_file_and_line() {
     refused(
         |root| edit_line(root, 1, ",split,", ",set,"),
-        &["df.csv:1: missing column(s) split"],
+        &["df.csv:1: missing column(s) split; the header has label, path, set, is_query"],
     );
     refused(
         |root| edit_line(root, 5, ",train,", ",dev,"),
