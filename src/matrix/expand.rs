@@ -424,8 +424,8 @@ fn resolve_dataset(
             (DatasetConfig::FashionMnist(config), None)
         }
         DatasetName::Own(_) => {
-            let (config, table) = resolve_own(&table, &params, src)?;
-            (config, Some(table))
+            let (config, root, table_path) = resolve_own(&table, &params, src)?;
+            (config, Some((root, table_path)))
         }
         built_in => {
             let config = resolve_photo(&params, &[], src)?;
@@ -448,7 +448,7 @@ fn resolve_dataset(
         ));
     }
     let (root, table_path) = match place {
-        Some(OwnPlaceOwned { root, table }) => (root, table),
+        Some(own) => own,
         None => (root_of(&table, name.get_ref(), src)?, None),
     };
     let folds = table.get::<usize>("folds", src)?;
@@ -469,19 +469,13 @@ fn root_of(table: &Layer, name: &DatasetName, src: &Source) -> Result<PathBuf, B
     ))
 }
 
-/// Where an own dataset lives, as the matrix says.
-struct OwnPlaceOwned {
-    root: PathBuf,
-    table: Option<PathBuf>,
-}
-
 /// An own dataset's configuration, with its content's sha256 read from the data now (a bad
-/// table is bad input before anything trains), and where it lives.
+/// table is bad input before anything trains), and where it lives: its root and its table.
 fn resolve_own(
     table: &Layer,
     params: &Layer,
     src: &Source,
-) -> Result<(DatasetConfig, OwnPlaceOwned), BadInput> {
+) -> Result<(DatasetConfig, PathBuf, Option<PathBuf>), BadInput> {
     let kind = table
         .get::<OwnKind>("kind", src)?
         .expect("checked with the tables");
@@ -525,13 +519,7 @@ fn resolve_own(
         OwnKind::Csv => DatasetConfig::Csv(own),
         OwnKind::ImageFolder => DatasetConfig::ImageFolder(own),
     };
-    Ok((
-        config,
-        OwnPlaceOwned {
-            root,
-            table: table_path,
-        },
-    ))
+    Ok((config, root, table_path))
 }
 
 /// A dataset's parameters from its table: the fields of `T` (but the fold, which `folds`
