@@ -64,21 +64,27 @@ impl Aggregate {
         if index.height() == 0 {
             return Ok(aggregate);
         }
-        let mut by: Vec<Expr> = KEY_COLUMNS
-            .iter()
-            .map(|k| col(k.name()).cast(DataType::String))
-            .collect();
-        by.extend([col("split"), col("metric")]);
-        let frame = index
-            .clone()
-            .lazy()
-            .group_by_stable(by)
-            .agg([
-                len().alias("seeds"),
-                col("value").mean().alias("mean"),
-                col("value").std(1).alias("std"),
-            ])
-            .collect()?;
+        let mut keyed = index.clone();
+        for key in KEY_COLUMNS {
+            let text = keyed.column(key.name())?.cast(&DataType::String)?;
+            keyed.with_column(text)?;
+        }
+        let by = (KEY_COLUMNS.iter().map(|k| k.name())).chain(["split", "metric"]);
+        let groups = keyed.group_by_stable(by)?.select(["value"]);
+        // polars marks its eager aggregates deprecated in favour of lazy frames, yet they run
+        // the same kernels (`agg_mean`, `agg_std`); the `lazy` feature would bring polars'
+        // streaming engine and an HTTP stack, a fifth of a cold build. The three frames list
+        // the groups in the same (first-seen) order.
+        #[allow(deprecated)]
+        let (mut frame, std, seeds) = (groups.mean()?, groups.std(1)?, groups.count()?);
+        frame.rename("value_mean", "mean".into())?;
+        frame.with_column(std.column("value_agg_std")?.clone().with_name("std".into()))?;
+        frame.with_column(
+            seeds
+                .column("value_count")?
+                .clone()
+                .with_name("seeds".into()),
+        )?;
         let text = |name: &str| -> PolarsResult<Vec<String>> {
             Ok(frame
                 .column(name)?

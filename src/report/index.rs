@@ -138,14 +138,9 @@ mod tests {
         let back = read_index(&path).unwrap();
         assert!(back.equals_missing(&frame), "{back}");
         let value = |split: &str, metric: &str| {
-            back.clone()
-                .lazy()
-                .filter(
-                    col("split")
-                        .eq(lit(split))
-                        .and(col("metric").eq(lit(metric))),
-                )
-                .collect()
+            let text = |name: &str| back.column(name).unwrap().str().unwrap().clone();
+            let mask = text("split").equal(split) & text("metric").equal(metric);
+            back.filter(&mask)
                 .unwrap()
                 .column("value")
                 .unwrap()
