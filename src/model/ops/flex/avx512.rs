@@ -233,18 +233,31 @@ unsafe fn block(
     // The panel's rows one after another: its tiles read it from L1 and L2 in order, not at
     // the right operand's row stride (a page apart and more).
     let mut panel = vec![0f32; k * NR];
+    // A left operand with contiguous columns (a transposed matrix) has a term's values of a
+    // tile side by side but its terms a row of the stored matrix apart, often pages: copied
+    // tile by tile, term after term, its tiles read it in order.
+    let packed;
+    let (lhs, is_packed) = if lhs.rs == 1 && lhs.cs > MR {
+        // SAFETY: lhs holds the block's rows (k terms); the CPU has AVX-512F.
+        packed = unsafe { pack_tiles(lhs, rows.clone(), k) };
+        (Strided::row_major(&packed, MR), true)
+    } else {
+        (lhs, false)
+    };
     for first_col in cols.clone().step_by(NR) {
         let width = NR.min(cols.end - first_col);
         // SAFETY: the panel holds k rows of NR; rhs holds the block's columns of k rows.
         unsafe { pack_panel(rhs, k, first_col, width, &mut panel) };
         for first_row in rows.clone().step_by(MR) {
             let height = MR.min(rows.end - first_row);
+            // Packed tiles lie k * MR apart, a term MR values after the previous one.
+            let (a, a_strides) = match is_packed {
+                true => ((first_row - rows.start) * k, (1, MR)),
+                false => (lhs.offset + first_row * lhs.rs, (lhs.rs, lhs.cs)),
+            };
             let tile = Tile {
-                a: lhs
-                    .values
-                    .as_ptr()
-                    .wrapping_add(lhs.offset + first_row * lhs.rs),
-                a_strides: (lhs.rs, lhs.cs),
+                a: lhs.values.as_ptr().wrapping_add(a),
+                a_strides,
                 b: panel.as_ptr(),
                 b_rs: NR,
                 dst: dst.0.wrapping_add(first_row * n + first_col),
@@ -284,6 +297,42 @@ unsafe fn pack_panel(rhs: Strided, k: usize, first_col: usize, width: usize, pan
             }
         }
     }
+}
+
+/// The `rows` of `lhs` (`k` terms, contiguous columns: `lhs.rs == 1`) as tiles of `MR` rows,
+/// one after another, each term's `MR` values after the previous term's (a short last tile's
+/// missing rows are 0).
+///
+/// # Safety
+/// lhs holds the rows' `k` terms; the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_tiles(lhs: Strided, rows: std::ops::Range<usize>, k: usize) -> Vec<f32> {
+    debug_assert_eq!(lhs.rs, 1);
+    let tiles = rows.len().div_ceil(MR);
+    // One more term's room: every term stores 16 lanes, the last one's 4 past its tile.
+    let mut packed = vec![0f32; (tiles * k + 1) * MR + 16];
+    for tile in 0..tiles {
+        let first_row = rows.start + tile * MR;
+        let mask: __mmask16 = (1u16 << MR.min(rows.end - first_row)) - 1;
+        let from = lhs.values.as_ptr().wrapping_add(lhs.offset + first_row);
+        let to = packed.as_mut_ptr().wrapping_add(tile * k * MR);
+        for t in 0..k {
+            // SAFETY: the masked load reads the tile's rows of term t; the store writes 16
+            // values from the term's place, inside `packed` (its 4 extra lanes are the next
+            // term's, written after).
+            unsafe {
+                let values = _mm512_maskz_loadu_ps(mask, from.wrapping_add(t * lhs.cs));
+                _mm512_storeu_ps(to.add(t * MR), values);
+            }
+        }
+    }
+    packed
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn pack_tiles(_: Strided, _: std::ops::Range<usize>, _: usize) -> Vec<f32> {
+    unreachable!("applies() is false off x86-64")
 }
 
 /// The lane masks of the two 16-lane halves of a tile `width` columns wide.

@@ -208,6 +208,22 @@ fn block_images(geometry: &ConvGeometry) -> usize {
     by_columns.min(by_memory).clamp(1, geometry.batch.max(1))
 }
 
+/// `out` = the first `out.len()` values of `from`, in fixed-size pieces the compiler copies
+/// with vector moves: a map's rows are 2 to 64 values, where `copy_from_slice` calls memmove.
+fn copy_short(out: &mut [f32], from: &[f32]) {
+    let from = &from[..out.len()];
+    let mut pieces = out.chunks_exact_mut(8);
+    for (to, piece) in (&mut pieces).zip(from.chunks_exact(8)) {
+        let piece: &[f32; 8] = piece.try_into().expect("8 values");
+        to.copy_from_slice(piece);
+    }
+    let rest = pieces.into_remainder();
+    let done = from.len() - rest.len();
+    for (to, &x) in rest.iter_mut().zip(&from[done..]) {
+        *to = x;
+    }
+}
+
 /// `[images, channels, positions]` -> `[channels, images * positions]`.
 fn channels_first(block: &[f32], channels: usize, positions: usize, out: &mut Vec<f32>) {
     let images = block.len() / (channels * positions).max(1);
@@ -376,15 +392,15 @@ impl ConvGeometry {
         let taps = self.taps();
         let plane = self.input[0] * self.input[1];
         columns.resize(self.patch() * images * positions, 0.0);
+        // A task per row (channel and tap): a stem's 3 channels are 147 rows.
         columns
-            .par_chunks_mut(taps.len() * images * positions)
+            .par_chunks_mut(images * positions)
             .enumerate()
-            .for_each(|(ci, rows)| {
-                for (tap, row) in taps.iter().zip(rows.chunks_mut(images * positions)) {
-                    for (n, segment) in row.chunks_mut(positions).enumerate() {
-                        let channel = &block[(n * self.in_channels + ci) * plane..][..plane];
-                        self.gather(tap, channel, segment);
-                    }
+            .for_each(|(index, row)| {
+                let (ci, tap) = (index / taps.len(), &taps[index % taps.len()]);
+                for (n, segment) in row.chunks_mut(positions).enumerate() {
+                    let channel = &block[(n * self.in_channels + ci) * plane..][..plane];
+                    self.gather(tap, channel, segment);
                 }
             });
         columns
@@ -423,12 +439,22 @@ impl ConvGeometry {
         for &(oy, iy) in &tap.rows {
             let out = &mut segment[oy * wo..][tap.columns.clone()];
             let line = &channel[iy * w + tap.first..(iy + 1) * w];
-            // Stride 1 apart: a plain copy.
-            if stride == 1 {
-                out.copy_from_slice(&line[..out.len()]);
-            } else {
-                for (value, &x) in out.iter_mut().zip(line.iter().step_by(stride)) {
-                    *value = x;
+            match stride {
+                1 => copy_short(out, line),
+                // A constant stride: the compiler picks the even lanes with shuffles.
+                2 => {
+                    let pairs = out.len().min(line.len() / 2);
+                    for (value, pair) in out.iter_mut().zip(line.chunks_exact(2)) {
+                        *value = pair[0];
+                    }
+                    if pairs < out.len() {
+                        out[pairs] = line[2 * pairs];
+                    }
+                }
+                _ => {
+                    for (value, &x) in out.iter_mut().zip(line.iter().step_by(stride)) {
+                        *value = x;
+                    }
                 }
             }
         }
@@ -441,14 +467,22 @@ impl ConvGeometry {
         for &(oy, iy) in &tap.rows {
             let line = &segment[oy * wo..][tap.columns.clone()];
             let target = &mut plane[iy * w + tap.first..(iy + 1) * w];
-            // Stride 1 apart: a loop the compiler vectorises.
-            if stride == 1 {
-                for (x, &value) in target.iter_mut().zip(line) {
-                    *x += value;
+            // Constant strides: loops the compiler vectorises.
+            match stride {
+                1 => {
+                    for (x, &value) in target.iter_mut().zip(line) {
+                        *x += value;
+                    }
                 }
-            } else {
-                for (x, &value) in target.iter_mut().step_by(stride).zip(line) {
-                    *x += value;
+                2 => {
+                    for (x, &value) in target.iter_mut().step_by(2).zip(line) {
+                        *x += value;
+                    }
+                }
+                _ => {
+                    for (x, &value) in target.iter_mut().step_by(stride).zip(line) {
+                        *x += value;
+                    }
                 }
             }
         }
