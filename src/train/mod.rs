@@ -1,5 +1,6 @@
 //! Training: the step and epoch, optimisation, keep-the-best and resume state of one run.
 
+pub mod adam;
 pub mod artifacts;
 pub mod best;
 pub mod config;

@@ -3,10 +3,10 @@
 //! parameters (betas, proxies) with theirs, and a multi-step schedule over all of them.
 
 use burn::module::{Module, ParamGroup};
-use burn::optim::decay::WeightDecayConfig;
+use burn::optim::ModuleOptimizer;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
-use burn::optim::{AdamConfig, ModuleOptimizer};
 
+use super::adam::FusedAdam;
 use super::config::TrainConfig;
 use crate::model::{Embedder, Head};
 
@@ -33,27 +33,23 @@ impl ModelGroups {
     }
 }
 
-/// Adam with PyTorch's L2 weight decay (none at 0) and epsilon `eps`.
-pub fn adam(weight_decay: f64, eps: f64) -> AdamConfig {
-    AdamConfig::new()
-        .with_epsilon(eps as f32)
-        .with_weight_decay(
-            (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-        )
+/// Adam with PyTorch's L2 weight decay (none at 0) and epsilon `eps`: burn's, fused.
+pub fn adam(weight_decay: f64, eps: f64) -> FusedAdam {
+    FusedAdam::new(weight_decay, eps)
 }
 
 /// Adam with the backbone's weight decay, and the head's and the queries' for their groups.
 pub fn model_optimizer(train: &TrainConfig, groups: &ModelGroups) -> ModuleOptimizer {
-    let mut optimizer = adam(train.weight_decay, train.adam_eps).init().with_group(
+    let mut optimizer = ModuleOptimizer::from(adam(train.weight_decay, train.adam_eps)).with_group(
         groups.head.clone(),
-        adam(train.head_weight_decay(), train.adam_eps).build(),
+        adam(train.head_weight_decay(), train.adam_eps),
         None,
     );
     if let Some(queries) = &groups.queries {
         // The last matching group wins: the queries override the rest of the head.
         optimizer = optimizer.with_group(
             queries.clone(),
-            adam(train.query_weight_decay(), train.adam_eps).build(),
+            adam(train.query_weight_decay(), train.adam_eps),
             None,
         );
     }

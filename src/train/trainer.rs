@@ -93,7 +93,7 @@ impl Trainer {
             config: config.clone(),
             model_optimizer: model_optimizer(&config.train, &groups),
             // The loss parameters (betas, proxies) have no weight decay, as in the authors' code.
-            loss_optimizer: adam(0.0, config.train.adam_eps).init(),
+            loss_optimizer: ModuleOptimizer::from(adam(0.0, config.train.adam_eps)),
             rates: EpochRates::of(config, &groups, 0),
             groups,
             model: Some(model),
