@@ -6,6 +6,8 @@
 //! checkpoints are unchanged) and its f32 operations in their order for every element, so the
 //! results are the same bits; on flex they run in one pass ([`NativeAdam`] for `Flex`), on other
 //! backends as burn's operations (the trait's default body).
+// burn marks its LibTorch backend deprecated; agml's tch backend is built on it.
+#![cfg_attr(feature = "tch", allow(deprecated))]
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::FlexTensor;

@@ -310,8 +310,8 @@ unsafe fn pack_panel(rhs: Strided, k: usize, first_col: usize, width: usize, pan
 unsafe fn pack_tiles(lhs: Strided, rows: std::ops::Range<usize>, k: usize) -> Vec<f32> {
     debug_assert_eq!(lhs.rs, 1);
     let tiles = rows.len().div_ceil(MR);
-    // One more term's room: every term stores 16 lanes, the last one's 4 past its tile.
-    let mut packed = vec![0f32; (tiles * k + 1) * MR + 16];
+    // Every term stores 16 lanes: the last one's 16 - MR lie past the tiles.
+    let mut packed = vec![0f32; tiles * k * MR + (16 - MR)];
     for tile in 0..tiles {
         let first_row = rows.start + tile * MR;
         let mask: __mmask16 = (1u16 << MR.min(rows.end - first_row)) - 1;
