@@ -439,22 +439,11 @@ impl ConvGeometry {
         for &(oy, iy) in &tap.rows {
             let out = &mut segment[oy * wo..][tap.columns.clone()];
             let line = &channel[iy * w + tap.first..(iy + 1) * w];
-            match stride {
-                1 => copy_short(out, line),
-                // A constant stride: the compiler picks the even lanes with shuffles.
-                2 => {
-                    let pairs = out.len().min(line.len() / 2);
-                    for (value, pair) in out.iter_mut().zip(line.chunks_exact(2)) {
-                        *value = pair[0];
-                    }
-                    if pairs < out.len() {
-                        out[pairs] = line[2 * pairs];
-                    }
-                }
-                _ => {
-                    for (value, &x) in out.iter_mut().zip(line.iter().step_by(stride)) {
-                        *value = x;
-                    }
+            if stride == 1 {
+                copy_short(out, line);
+            } else {
+                for (value, &x) in out.iter_mut().zip(line.iter().step_by(stride)) {
+                    *value = x;
                 }
             }
         }
@@ -467,22 +456,14 @@ impl ConvGeometry {
         for &(oy, iy) in &tap.rows {
             let line = &segment[oy * wo..][tap.columns.clone()];
             let target = &mut plane[iy * w + tap.first..(iy + 1) * w];
-            // Constant strides: loops the compiler vectorises.
-            match stride {
-                1 => {
-                    for (x, &value) in target.iter_mut().zip(line) {
-                        *x += value;
-                    }
+            // Stride 1 apart: a loop the compiler vectorises.
+            if stride == 1 {
+                for (x, &value) in target.iter_mut().zip(line) {
+                    *x += value;
                 }
-                2 => {
-                    for (x, &value) in target.iter_mut().step_by(2).zip(line) {
-                        *x += value;
-                    }
-                }
-                _ => {
-                    for (x, &value) in target.iter_mut().step_by(stride).zip(line) {
-                        *x += value;
-                    }
+            } else {
+                for (x, &value) in target.iter_mut().step_by(stride).zip(line) {
+                    *x += value;
                 }
             }
         }
