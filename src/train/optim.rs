@@ -33,23 +33,19 @@ impl ModelGroups {
     }
 }
 
-/// Adam with PyTorch's L2 weight decay (none at 0) and epsilon `eps`: burn's, fused.
-pub fn adam(weight_decay: f64, eps: f64) -> FusedAdam {
-    FusedAdam::new(weight_decay, eps)
-}
-
 /// Adam with the backbone's weight decay, and the head's and the queries' for their groups.
 pub fn model_optimizer(train: &TrainConfig, groups: &ModelGroups) -> ModuleOptimizer {
-    let mut optimizer = ModuleOptimizer::from(adam(train.weight_decay, train.adam_eps)).with_group(
-        groups.head.clone(),
-        adam(train.head_weight_decay(), train.adam_eps),
-        None,
-    );
+    let mut optimizer = ModuleOptimizer::from(FusedAdam::new(train.weight_decay, train.adam_eps))
+        .with_group(
+            groups.head.clone(),
+            FusedAdam::new(train.head_weight_decay(), train.adam_eps),
+            None,
+        );
     if let Some(queries) = &groups.queries {
         // The last matching group wins: the queries override the rest of the head.
         optimizer = optimizer.with_group(
             queries.clone(),
-            adam(train.query_weight_decay(), train.adam_eps),
+            FusedAdam::new(train.query_weight_decay(), train.adam_eps),
             None,
         );
     }

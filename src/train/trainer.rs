@@ -12,9 +12,10 @@ use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::adam::FusedAdam;
 use super::config::RunConfig;
 use super::embed::pixels_tensor;
-use super::optim::{ModelGroups, adam, model_learning_rates, model_optimizer};
+use super::optim::{ModelGroups, model_learning_rates, model_optimizer};
 use super::resume::{TrainState, WithinEpoch};
 use crate::data::loader::for_each_batch;
 use crate::data::{ClassBalancedSampler, ImageSet, View};
@@ -93,7 +94,7 @@ impl Trainer {
             config: config.clone(),
             model_optimizer: model_optimizer(&config.train, &groups),
             // The loss parameters (betas, proxies) have no weight decay, as in the authors' code.
-            loss_optimizer: ModuleOptimizer::from(adam(0.0, config.train.adam_eps)),
+            loss_optimizer: ModuleOptimizer::from(FusedAdam::new(0.0, config.train.adam_eps)),
             rates: EpochRates::of(config, &groups, 0),
             groups,
             model: Some(model),
