@@ -72,10 +72,16 @@ impl<'a> Strided<'a> {
 }
 
 /// Whether [`product`] can run here and round as gemm does for a `m x n` product of `k`
-/// terms: an AVX-512 CPU, and a product on gemm's main path (gemm sums products of at most 256
-/// outputs, or of one row or column, or of at most 2 terms, otherwise).
+/// terms: an AVX-512 CPU, and a product on gemm's main path.
 pub fn applies(m: usize, n: usize, k: usize) -> bool {
-    m >= 2 && n >= 2 && k >= 3 && m * n > 256 && available()
+    on_gemms_main_path(m, n, k) && available()
+}
+
+/// Whether gemm takes a `m x n` product of `k` terms on its main path, where each output is one
+/// sum in order whatever the operands' layout; it sums products of at most 256 outputs, or of
+/// one row or column, or of at most 2 terms, otherwise.
+pub fn on_gemms_main_path(m: usize, n: usize, k: usize) -> bool {
+    m >= 2 && n >= 2 && k >= 3 && m * n > 256
 }
 
 /// Whether the convolutions' products take [`product`] here: where it [`applies`] on a CPU

@@ -19,7 +19,10 @@
 use gemm::{Parallelism, gemm};
 
 use super::avx512;
+use super::scratch::Scratch;
 use rayon::prelude::*;
+
+mod channels_last;
 
 /// Columns a product aims at: enough for the gemm kernel's full speed.
 const COLUMNS: usize = 1024;
@@ -145,7 +148,7 @@ fn product_by(
     assert_eq!(rhs.rows, k, "inner dimensions");
     assert_eq!(dst.len(), m * n, "destination size");
     let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (lhs.strides(), rhs.strides());
-    let chunk = k.div_ceil(k.div_ceil(MAX_TERMS).max(1)).max(1);
+    let chunk = chunk_len(k);
     for start in (0..k.max(1)).step_by(chunk) {
         let terms = chunk.min(k - start);
         let accumulate = accumulate || start > 0;
@@ -187,6 +190,17 @@ fn product_by(
             );
         }
     }
+}
+
+/// Terms of each chunk but the last of a sum of `k` terms (see [`MAX_TERMS`]).
+fn chunk_len(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(MAX_TERMS).max(1)).max(1)
+}
+
+/// Terms of the last (shortest) chunk of a sum of `k` terms.
+fn last_chunk_len(k: usize) -> usize {
+    let chunk = chunk_len(k);
+    k - (k.max(1) - 1) / chunk * chunk
 }
 
 /// Threads for a product of `work` multiply-adds: one below a million (waking rayon's threads
@@ -267,7 +281,7 @@ fn forward_in_blocks(
     assert_eq!(x.len(), geometry.batch * image_len, "input size");
     let weights = View::new(weight, geometry.out_channels, geometry.patch());
     let mut y = vec![0f32; geometry.batch * output_len];
-    let (mut columns, mut products) = (Vec::new(), Vec::new());
+    let (mut columns, mut products) = (Scratch::take(), Scratch::take());
     for (block, out) in x
         .chunks(images * image_len)
         .zip(y.chunks_mut(images * output_len))
@@ -329,9 +343,12 @@ fn backward_in_blocks(
     );
     let patch = geometry.patch();
     let weights = View::new(weight, geometry.out_channels, patch);
+    // Taps before input channels where the patch matrix is built channels last.
+    let channels_last = geometry.weight_gradient_channels_last(block_len);
     let mut dw = vec![0f32; geometry.out_channels * patch];
     let mut dx = input_grad.then(|| vec![0f32; x.len()]);
-    let (mut columns, mut grads, mut dcolumns) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pixels, mut columns) = (Scratch::take(), Scratch::take());
+    let (mut grads, mut dcolumns) = (Scratch::take(), Scratch::take());
     let blocks = x
         .chunks(block_len * image_len)
         .zip(grad.chunks(block_len * output_len));
@@ -354,12 +371,22 @@ fn backward_in_blocks(
                 geometry.add_patches(&dcolumns, images, dx);
             }
         }
-        let columns = View::new(
-            geometry.patches(block, &mut columns),
-            patch,
-            images * positions,
-        );
-        product(&mut dw, g, columns.t(), index > 0);
+        if channels_last {
+            let rows = geometry.patch_rows(block, &mut pixels, &mut columns);
+            product(
+                &mut dw,
+                g,
+                View::new(rows, images * positions, patch),
+                index > 0,
+            );
+        } else {
+            let columns = geometry.patches(block, &mut columns);
+            let columns = View::new(columns, patch, images * positions);
+            product(&mut dw, g, columns.t(), index > 0);
+        }
+    }
+    if channels_last {
+        dw = geometry.channels_first_weights(dw);
     }
     (dx, dw)
 }
@@ -656,6 +683,93 @@ mod tests {
                 })
         };
         assert_eq!(on(1), on(3));
+    }
+
+    /// The weight gradient by gemm, block by block: `dy col^T` on the forward pass's patch
+    /// matrix, or (`channels_last`) `dy rows` on the channels-last one, put back in burn's order.
+    fn gemm_weight_gradient(
+        geometry: &ConvGeometry,
+        (x, grad): (&[f32], &[f32]),
+        images: usize,
+        channels_last: bool,
+    ) -> Vec<f32> {
+        let never = |_: usize, _: usize, _: usize| false;
+        let (image_len, output_len, positions) = geometry.lengths();
+        let (cout, patch) = (geometry.out_channels, geometry.patch());
+        let mut dw = vec![0f32; cout * patch];
+        let blocks = x
+            .chunks(images * image_len)
+            .zip(grad.chunks(images * output_len));
+        for (index, (block, g)) in blocks.enumerate() {
+            let n = block.len() / image_len * positions;
+            let mut g_columns = Vec::new();
+            channels_first(g, cout, positions, &mut g_columns);
+            let g = View::new(&g_columns, cout, n);
+            let (mut pixels, mut columns) = (Vec::new(), Vec::new());
+            let rhs = match channels_last {
+                true => View::new(
+                    geometry.patch_rows(block, &mut pixels, &mut columns),
+                    n,
+                    patch,
+                ),
+                false => View::new(geometry.patches(block, &mut columns), patch, n).t(),
+            };
+            product_by(&mut dw, g, rhs, index > 0, never);
+        }
+        match channels_last {
+            true => geometry.channels_first_weights(dw),
+            false => dw,
+        }
+    }
+
+    #[test]
+    fn the_weight_gradient_is_gemms_product_with_the_patch_matrix_bit_for_bit() {
+        let cases = [
+            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1]),
+            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1]),
+            (16, 32, 9, 9, [1, 1], [2, 2], [0, 0]),
+            (16, 32, 9, 9, [1, 1], [1, 1], [0, 0]),
+            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3]),
+            // Off gemm's main path (8 x 9 outputs): the forward pass's patch matrix.
+            (1, 8, 9, 9, [3, 3], [1, 1], [1, 1]),
+        ];
+        for (cin, cout, h, w, kernel, stride, padding) in cases {
+            let geometry = ConvGeometry {
+                batch: 3,
+                in_channels: cin,
+                input: [h, w],
+                out_channels: cout,
+                kernel,
+                stride,
+                padding,
+                dilation: [1, 1],
+            };
+            let (image_len, output_len, _) = geometry.lengths();
+            let x = values(3 * image_len, 1);
+            let weight = values(cout * geometry.patch(), 5);
+            let grad = values(3 * output_len, 2);
+            // Blocks of one image and of two (the last one short).
+            for images in [1, 2] {
+                let (_, dw) = backward_in_blocks(&geometry, &x, &weight, &grad, false, images);
+                let reference = gemm_weight_gradient(&geometry, (&x, &grad), images, false);
+                let same = |a: &[f32]| {
+                    a.iter()
+                        .zip(&reference)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                };
+                assert!(same(&dw), "{geometry:?}, {images} images per block");
+                // gemm on the channels-last rows (what a CPU without AVX-512 runs) likewise.
+                let channels_last = geometry.weight_gradient_channels_last(images);
+                assert_eq!(channels_last, cin > 1, "{geometry:?}");
+                if channels_last {
+                    let by_rows = gemm_weight_gradient(&geometry, (&x, &grad), images, true);
+                    assert!(
+                        same(&by_rows),
+                        "{geometry:?}, {images} images per block, gemm"
+                    );
+                }
+            }
+        }
     }
 
     /// The `rows x cols` matrix `values` (row-major), stored transposed when `transposed`.

@@ -5,6 +5,7 @@ mod avx512;
 mod batch_norm;
 mod conv;
 pub mod im2col;
+mod scratch;
 
 use burn::backend::Flex;
 

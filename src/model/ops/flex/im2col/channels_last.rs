@@ -1,0 +1,113 @@
+//! The weight gradient's patch matrix, channels last: `dW = dy col^T` as a product whose right
+//! operand has contiguous rows (the AVX-512 products' fast case), built from the images
+//! channels last, where each kernel tap's input channels are one contiguous copy.
+//!
+//! The weight gradient comes out with its taps before its input channels, `[out_channels, kh,
+//! kw, in_channels]`, and is put back in burn's order at the end. Each value is the same sum
+//! over output positions in the same order as `dy col^T`'s, so the same bits.
+
+use rayon::prelude::*;
+
+use super::avx512::on_gemms_main_path;
+use super::{ConvGeometry, copy_short, last_chunk_len};
+
+/// Pixels per task of [`channels_last`]: a task's values fit in L1 (64 channels).
+const PIXELS: usize = 64;
+
+/// `[images, channels, plane]` -> `[images * plane, channels]`, into `out`.
+pub(super) fn channels_last(block: &[f32], channels: usize, plane: usize, out: &mut Vec<f32>) {
+    out.resize(block.len(), 0.0);
+    out.par_chunks_mut(PIXELS * channels)
+        .enumerate()
+        .for_each(|(index, pixels)| {
+            // Where each pixel's first channel lies in the block.
+            let starts: [usize; PIXELS] = std::array::from_fn(|offset| {
+                let pixel = index * PIXELS + offset;
+                pixel / plane * channels * plane + pixel % plane
+            });
+            // Channel by channel: the reads run along an image's plane.
+            for c in 0..channels {
+                for (pixel, start) in pixels.chunks_mut(channels).zip(starts) {
+                    pixel[c] = block[start + c * plane];
+                }
+            }
+        });
+}
+
+impl ConvGeometry {
+    /// Whether the weight gradient's products, in blocks of `block_len` images, all take gemm's
+    /// main path (or the AVX-512 products, which round as it does), where a sum does not depend
+    /// on the operands' layout: gemm's other paths sum across vector lanes as the layout
+    /// allows.
+    pub(super) fn weight_gradient_channels_last(&self, block_len: usize) -> bool {
+        let positions = self.output()[0] * self.output()[1];
+        let last_block = match self.batch % block_len {
+            0 => block_len,
+            short => short,
+        };
+        [block_len, last_block].iter().all(|&images| {
+            let terms = last_chunk_len(images * positions);
+            on_gemms_main_path(self.out_channels, self.patch(), terms)
+        })
+    }
+
+    /// The patch matrix of a block of images (`[images, in_channels, h, w]`) transposed, its
+    /// columns tap by tap and within a tap channel by channel: `[images * ho * wo, kh * kw *
+    /// in_channels]`, 0 in the padding. `pixels` takes the block channels last.
+    pub(super) fn patch_rows<'a>(
+        &self,
+        block: &[f32],
+        pixels: &mut Vec<f32>,
+        rows: &'a mut Vec<f32>,
+    ) -> &'a [f32] {
+        let cin = self.in_channels;
+        let [h, w] = self.input;
+        if self.is_pointwise() {
+            channels_last(block, cin, h * w, rows);
+            return rows;
+        }
+        channels_last(block, cin, h * w, pixels);
+        let ([ho, wo], kw, patch) = (self.output(), self.kernel[1], self.patch());
+        rows.resize(block.len() / (cin * h * w) * ho * wo * patch, 0.0);
+        // A task per output row of an image.
+        rows.par_chunks_mut(wo * patch)
+            .enumerate()
+            .for_each(|(index, line)| {
+                let (n, oy) = (index / ho, index % ho);
+                let image = &pixels[n * h * w * cin..][..h * w * cin];
+                for (ox, row) in line.chunks_mut(patch).enumerate() {
+                    for (tap, channels) in row.chunks_mut(cin).enumerate() {
+                        let (i, j) = (tap / kw, tap % kw);
+                        match (self.source(0, oy, i, h), self.source(1, ox, j, w)) {
+                            (Some(iy), Some(ix)) => {
+                                copy_short(channels, &image[(iy * w + ix) * cin..])
+                            }
+                            _ => channels.fill(0.0),
+                        }
+                    }
+                }
+            });
+        rows
+    }
+
+    /// A weight gradient `[out_channels, kh, kw, in_channels]` in burn's order, `[out_channels,
+    /// in_channels, kh, kw]`.
+    pub(super) fn channels_first_weights(&self, taps_first: Vec<f32>) -> Vec<f32> {
+        let (taps, cin) = (self.kernel[0] * self.kernel[1], self.in_channels);
+        if taps == 1 {
+            return taps_first;
+        }
+        let mut weights = vec![0f32; taps_first.len()];
+        for (to, from) in weights
+            .chunks_mut(taps * cin)
+            .zip(taps_first.chunks(taps * cin))
+        {
+            for (tap, channels) in from.chunks(cin).enumerate() {
+                for (c, &value) in channels.iter().enumerate() {
+                    to[c * taps + tap] = value;
+                }
+            }
+        }
+        weights
+    }
+}
