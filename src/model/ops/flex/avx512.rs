@@ -271,7 +271,14 @@ unsafe fn block(
                 size: (height, width),
             };
             // SAFETY: the tile's rows, columns and terms lie inside the operands and the block.
-            unsafe { tile_product(&tile, k, accumulate) }
+            // A short last tile (64 rows are 5 tiles of 12 and one of 4) computes 4 or 8 rows.
+            unsafe {
+                match height.div_ceil(4) {
+                    1 => tile_product::<4>(&tile, k, accumulate),
+                    2 => tile_product::<8>(&tile, k, accumulate),
+                    _ => tile_product::<MR>(&tile, k, accumulate),
+                }
+            }
         }
     }
 }
@@ -374,20 +381,22 @@ struct Tile {
     size: (usize, usize),
 }
 
-/// The tile (+)= its `k` terms: per output one fused multiply-add per term, in order, from 0.
+/// The tile (+)= its `k` terms: per output one fused multiply-add per term, in order, from 0;
+/// `R >= height` rows computed.
 ///
 /// # Safety
 /// The tile's operands hold `height x k` and `k x width` values and its destination `height x
 /// width`, at the tile's pointers and strides; the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_product(tile: &Tile, k: usize, accumulate: bool) {
+unsafe fn tile_product<const R: usize>(tile: &Tile, k: usize, accumulate: bool) {
     let (height, width) = tile.size;
+    debug_assert!(height <= R);
     let (a_rs, a_cs) = tile.a_strides;
     let masks = masks(width);
     // Rows past the tile's height repeat its last row (computed, never stored).
-    let rows: [usize; MR] = std::array::from_fn(|i| i.min(height - 1) * a_rs);
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let rows: [usize; R] = std::array::from_fn(|i| i.min(height - 1) * a_rs);
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for t in 0..k {
         // SAFETY: masked loads read only the tile's columns of row t of the right operand, and
         // the broadcasts the tile's rows of column t of the left one.
@@ -420,7 +429,7 @@ unsafe fn tile_product(tile: &Tile, k: usize, accumulate: bool) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile_product(_: &Tile, _: usize, _: bool) {
+unsafe fn tile_product<const R: usize>(_: &Tile, _: usize, _: bool) {
     unreachable!("applies() is false off x86-64")
 }
 
