@@ -593,6 +593,26 @@ mod tests {
         naive
     }
 
+    /// A convolution of a batch of three images: (in channels, out channels, input size).
+    fn three_images(
+        (in_channels, out_channels, input): (usize, usize, [usize; 2]),
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> ConvGeometry {
+        ConvGeometry {
+            batch: 3,
+            in_channels,
+            input,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            dilation,
+        }
+    }
+
     fn values(count: usize, salt: usize) -> Vec<f32> {
         (0..count)
             .map(|i| (((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.0) - 1.0)
@@ -627,16 +647,7 @@ mod tests {
             (2, 3, 3, 3, [3, 3], [1, 1], [1, 1], [2, 2]),
         ];
         for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
-            let geometry = ConvGeometry {
-                batch: 3,
-                in_channels: cin,
-                input: [h, w],
-                out_channels: cout,
-                kernel,
-                stride,
-                padding,
-                dilation,
-            };
+            let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
             let [ho, wo] = geometry.output();
             let x = values(3 * cin * h * w, 1);
             let weight = values(cout * geometry.patch(), 5);
@@ -734,16 +745,7 @@ mod tests {
             (1, 8, 9, 9, [3, 3], [1, 1], [1, 1]),
         ];
         for (cin, cout, h, w, kernel, stride, padding) in cases {
-            let geometry = ConvGeometry {
-                batch: 3,
-                in_channels: cin,
-                input: [h, w],
-                out_channels: cout,
-                kernel,
-                stride,
-                padding,
-                dilation: [1, 1],
-            };
+            let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, [1, 1]);
             let (image_len, output_len, _) = geometry.lengths();
             let x = values(3 * image_len, 1);
             let weight = values(cout * geometry.patch(), 5);
