@@ -736,16 +736,17 @@ mod tests {
     #[test]
     fn the_weight_gradient_is_gemms_product_with_the_patch_matrix_bit_for_bit() {
         let cases = [
-            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1]),
-            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1]),
-            (16, 32, 9, 9, [1, 1], [2, 2], [0, 0]),
-            (16, 32, 9, 9, [1, 1], [1, 1], [0, 0]),
-            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3]),
+            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (16, 24, 10, 10, [3, 3], [1, 1], [2, 2], [2, 2]),
+            (16, 32, 9, 9, [1, 1], [2, 2], [0, 0], [1, 1]),
+            (16, 32, 9, 9, [1, 1], [1, 1], [0, 0], [1, 1]),
+            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
             // Off gemm's main path (8 x 9 outputs): the forward pass's patch matrix.
-            (1, 8, 9, 9, [3, 3], [1, 1], [1, 1]),
+            (1, 8, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
         ];
-        for (cin, cout, h, w, kernel, stride, padding) in cases {
-            let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, [1, 1]);
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+            let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
             let (image_len, output_len, _) = geometry.lengths();
             let x = values(3 * image_len, 1);
             let weight = values(cout * geometry.patch(), 5);
