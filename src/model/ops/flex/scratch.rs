@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
-/// Buffers a thread keeps (a backward pass holds three at once).
+/// Buffers a thread keeps (a backward pass holds four at once).
 const KEPT: usize = 4;
 
 thread_local! {
