@@ -345,7 +345,13 @@ fn backward_in_blocks(
     let weights = View::new(weight, geometry.out_channels, patch);
     // Taps before input channels where the patch matrix is built channels last.
     let channels_last = geometry.weight_gradient_channels_last(block_len);
-    let mut dw = vec![0f32; geometry.out_channels * patch];
+    // Channels last, the products' gradient is reordered into burn's at the end.
+    let (mut dw, mut taps_first) = (Vec::new(), Scratch::take());
+    let dw_len = geometry.out_channels * patch;
+    match channels_last {
+        true => taps_first.resize(dw_len, 0.0),
+        false => dw.resize(dw_len, 0.0),
+    }
     let mut dx = input_grad.then(|| vec![0f32; x.len()]);
     let (mut pixels, mut columns) = (Scratch::take(), Scratch::take());
     let (mut grads, mut dcolumns) = (Scratch::take(), Scratch::take());
@@ -374,7 +380,7 @@ fn backward_in_blocks(
         if channels_last {
             let rows = geometry.patch_rows(block, &mut pixels, &mut columns);
             product(
-                &mut dw,
+                &mut taps_first[..dw_len],
                 g,
                 View::new(rows, images * positions, patch),
                 index > 0,
@@ -386,7 +392,7 @@ fn backward_in_blocks(
         }
     }
     if channels_last {
-        dw = geometry.channels_first_weights(dw);
+        dw = geometry.channels_first_weights(&taps_first[..dw_len]);
     }
     (dx, dw)
 }
@@ -728,7 +734,7 @@ mod tests {
             product_by(&mut dw, g, rhs, index > 0, never);
         }
         match channels_last {
-            true => geometry.channels_first_weights(dw),
+            true => geometry.channels_first_weights(&dw),
             false => dw,
         }
     }

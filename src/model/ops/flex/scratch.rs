@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
-/// Buffers a thread keeps (a backward pass holds four at once).
-const KEPT: usize = 4;
+/// Buffers a thread keeps (a backward pass holds five at once).
+const KEPT: usize = 5;
 
 thread_local! {
     static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
