@@ -15,7 +15,7 @@ use rayon::prelude::*;
 /// Rows of a tile (one broadcast value each per term).
 const MR: usize = 12;
 /// Columns of a tile: two 16-lane vectors.
-const NR: usize = 32;
+pub const NR: usize = 32;
 /// Columns of a task.
 const NC: usize = 256;
 
@@ -68,6 +68,45 @@ impl<'a> Strided<'a> {
             }
         }
         out
+    }
+}
+
+/// A right operand the products read panel by panel: `NR` columns at a time, term after term.
+pub trait Panels: Sync {
+    /// Writes terms `first_term..first_term + terms` of columns `first_col..first_col + width`
+    /// (`width <= NR`) into `panel`, each term's `NR` values after the previous term's, 0 after
+    /// the `width` columns.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the terms and columns lie inside the operand; `panel` holds
+    /// `terms * NR` values.
+    unsafe fn pack(
+        &self,
+        first_term: usize,
+        terms: usize,
+        first_col: usize,
+        width: usize,
+        panel: &mut [f32],
+    );
+}
+
+/// A matrix with contiguous rows (`cs == 1`) packs its panels by copying them.
+impl Panels for Strided<'_> {
+    unsafe fn pack(
+        &self,
+        first_term: usize,
+        terms: usize,
+        first_col: usize,
+        width: usize,
+        panel: &mut [f32],
+    ) {
+        debug_assert_eq!(self.cs, 1);
+        let rows = Strided {
+            offset: self.offset + first_term * self.rs,
+            ..*self
+        };
+        // SAFETY: as this function's.
+        unsafe { pack_panel(rows, terms, first_col, width, panel) }
     }
 }
 
@@ -152,12 +191,18 @@ pub fn product(
     lhs.check(m, k);
     rhs.check(k, n);
     if rhs.cs == 1 {
-        return direct(dst, (m, n, k), lhs, rhs, accumulate);
+        return direct(dst, (m, n, k), lhs, &rhs, accumulate);
     }
     // Copying rhs (k x n values) or lhs (k x m) and adding the transposed product (m x n).
     if lhs.rs != 1 && k * n <= k * m + m * n {
         let rhs = rhs.to_row_major(k, n);
-        return direct(dst, (m, n, k), lhs, Strided::row_major(&rhs, n), accumulate);
+        return direct(
+            dst,
+            (m, n, k),
+            lhs,
+            &Strided::row_major(&rhs, n),
+            accumulate,
+        );
     }
     let copied;
     let lhs_t = if lhs.rs == 1 {
@@ -167,7 +212,7 @@ pub fn product(
         Strided::row_major(&copied, m)
     };
     let mut transposed = vec![0f32; n * m];
-    direct(&mut transposed, (n, m, k), rhs.t(), lhs_t, false);
+    direct(&mut transposed, (n, m, k), rhs.t(), &lhs_t, false);
     // dst (+)= transposed^T, in blocks of 16 x 16: the same rounding as adding each sum where
     // it belongs.
     for i0 in (0..m).step_by(16) {
@@ -183,16 +228,30 @@ pub fn product(
     }
 }
 
-/// [`product`] for a right operand with contiguous rows (`rhs.cs == 1`), in tasks of whole
-/// `NC`-column blocks where there are enough of them.
-fn direct(
+/// `dst (+)= lhs rhs` for `dst` row-major `m x n`, lhs `m x k`, and a right operand `k x n`
+/// that packs its own panels; `accumulate`: add to dst. Panics unless [`applies`].
+pub fn product_of<P: Panels>(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
     lhs: Strided,
-    rhs: Strided,
+    rhs: &P,
     accumulate: bool,
 ) {
-    debug_assert_eq!(rhs.cs, 1);
+    assert!(applies(m, n, k), "not an AVX-512 product");
+    assert_eq!(dst.len(), m * n, "destination size");
+    lhs.check(m, k);
+    direct(dst, (m, n, k), lhs, rhs, accumulate);
+}
+
+/// [`product`] for a right operand with contiguous rows (`rhs.cs == 1`), in tasks of whole
+/// `NC`-column blocks where there are enough of them.
+fn direct<P: Panels>(
+    dst: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    lhs: Strided,
+    rhs: &P,
+    accumulate: bool,
+) {
     // Tasks of whole columns (each panel packed once) where there are enough for the threads,
     // else of fewer rows as well.
     let parallel = m * n * k >= 1 << 20;
@@ -225,15 +284,15 @@ fn direct(
 ///
 /// # Safety
 /// `dst` points at a row-major matrix with `n` columns that holds the block, which no other
-/// thread touches meanwhile; lhs holds the block's rows (k terms) and rhs (contiguous rows)
-/// its columns; the CPU has AVX-512F (checked by [`applies`]).
-unsafe fn block(
+/// thread touches meanwhile; lhs holds the block's rows (k terms) and rhs its columns; the CPU
+/// has AVX-512F (checked by [`applies`]).
+unsafe fn block<P: Panels>(
     dst: Destination,
     n: usize,
     (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
     k: usize,
     lhs: Strided,
-    rhs: Strided,
+    rhs: &P,
     accumulate: bool,
 ) {
     // The panel's rows one after another: its tiles read it from L1 and L2 in order, not at
@@ -253,7 +312,7 @@ unsafe fn block(
     for first_col in cols.clone().step_by(NR) {
         let width = NR.min(cols.end - first_col);
         // SAFETY: the panel holds k rows of NR; rhs holds the block's columns of k rows.
-        unsafe { pack_panel(rhs, k, first_col, width, &mut panel) };
+        unsafe { rhs.pack(0, k, first_col, width, &mut panel) };
         for first_row in rows.clone().step_by(MR) {
             let height = MR.min(rows.end - first_row);
             // Packed tiles lie k * MR apart, a term MR values after the previous one.

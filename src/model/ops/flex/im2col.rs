@@ -13,6 +13,9 @@
 //! the speed of the gemm kernel. Here a product spans as many images as it takes to give it
 //! [`COLUMNS`] columns, within a memory budget for the patch matrix.
 //!
+//! On AVX-512 the forward pass never writes its patch matrix: the products gather their panels
+//! of it from the images (`im2col/patch_panels.rs`).
+//!
 //! Products run in a fixed order and gemm splits none of their sums across threads, so the
 //! results do not depend on the thread count.
 
@@ -23,6 +26,9 @@ use super::scratch::Scratch;
 use rayon::prelude::*;
 
 mod channels_last;
+mod patch_panels;
+
+use patch_panels::PatchPanels;
 
 /// Columns a product aims at: enough for the gemm kernel's full speed.
 const COLUMNS: usize = 1024;
@@ -287,22 +293,59 @@ fn forward_in_blocks(
         .zip(y.chunks_mut(images * output_len))
     {
         let images = block.len() / image_len;
-        let columns = geometry.patches(block, &mut columns);
-        if images == 1 {
-            product(
-                out,
-                weights,
-                View::new(columns, geometry.patch(), positions),
-                false,
-            );
-            continue;
+        let to = match images {
+            1 => &mut *out,
+            _ => {
+                products.resize(out.len(), 0.0);
+                &mut products[..]
+            }
+        };
+        geometry.block_product(block, weights, to, &mut columns);
+        if images > 1 {
+            images_first(&products, geometry.out_channels, positions, out);
         }
-        products.resize(out.len(), 0.0);
-        let columns = View::new(columns, geometry.patch(), images * positions);
-        product(&mut products, weights, columns, false);
-        images_first(&products, geometry.out_channels, positions, out);
     }
     y
+}
+
+impl ConvGeometry {
+    /// `to = weights patches` for a block of images: the patch matrix read in place where the
+    /// AVX-512 products take the whole sum, else written into `columns` first.
+    fn block_product(&self, block: &[f32], weights: View, to: &mut [f32], columns: &mut Vec<f32>) {
+        let n = to.len() / self.out_channels;
+        if !self.is_pointwise() && in_place(self.out_channels, n, self.patch()) {
+            let patches = PatchPanels {
+                geometry: self,
+                block,
+                first_term: 0,
+            };
+            return product_of_patches(to, weights, &patches);
+        }
+        let columns = View::new(self.patches(block, columns), self.patch(), n);
+        product(to, weights, columns, false);
+    }
+}
+
+/// Whether a product `m x n` of `k` terms reads its right operand in place: where every chunk
+/// of its sum takes the AVX-512 products.
+fn in_place(m: usize, n: usize, k: usize) -> bool {
+    avx512::chosen(m, n, chunk_len(k)) && avx512::chosen(m, n, last_chunk_len(k))
+}
+
+/// `dst = weights patches` on AVX-512, the patch matrix read in place, its sum in the chunks
+/// of [`product`].
+fn product_of_patches(dst: &mut [f32], weights: View, patches: &PatchPanels) {
+    let (m, k) = (weights.rows, weights.cols);
+    let n = dst.len() / m;
+    let chunk = chunk_len(k);
+    for start in (0..k).step_by(chunk) {
+        let terms = chunk.min(k - start);
+        let rows = PatchPanels {
+            first_term: start,
+            ..*patches
+        };
+        avx512::product_of(dst, (m, n, terms), weights.strided(start), &rows, start > 0);
+    }
 }
 
 /// `dL/dx` (when `input_grad`) and `dL/dW` `[out_channels, in_channels, kh, kw]` of the
@@ -777,6 +820,69 @@ mod tests {
                         "{geometry:?}, {images} images per block, gemm"
                     );
                 }
+            }
+        }
+    }
+
+    /// The forward pass by gemm on the patch matrix written out, in blocks of `images`.
+    fn gemm_forward(geometry: &ConvGeometry, x: &[f32], weight: &[f32], images: usize) -> Vec<f32> {
+        let never = |_: usize, _: usize, _: usize| false;
+        let (image_len, output_len, positions) = geometry.lengths();
+        let (cout, patch) = (geometry.out_channels, geometry.patch());
+        let mut y = vec![0f32; geometry.batch * output_len];
+        for (block, out) in x
+            .chunks(images * image_len)
+            .zip(y.chunks_mut(images * output_len))
+        {
+            let n = block.len() / image_len * positions;
+            let mut columns = Vec::new();
+            let columns = View::new(geometry.patches(block, &mut columns), patch, n);
+            let mut products = vec![0f32; cout * n];
+            product_by(
+                &mut products,
+                View::new(weight, cout, patch),
+                columns,
+                false,
+                never,
+            );
+            images_first(&products, cout, positions, out);
+        }
+        y
+    }
+
+    #[test]
+    fn the_forward_gathering_its_panels_is_gemms_product_bit_for_bit() {
+        if !avx512::chosen(64, 64, 64) {
+            eprintln!(
+                "SKIPPED the_forward_gathering_its_panels_is_gemms_product_bit_for_bit: this \
+                 CPU takes gemm's products (no AVX-512F, or AMD's Zen 4)"
+            );
+            return;
+        }
+        let cases = [
+            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (16, 24, 10, 10, [3, 3], [1, 1], [2, 2], [2, 2]),
+            (16, 32, 9, 9, [1, 1], [2, 2], [0, 0], [1, 1]),
+            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
+            // 576 terms: a sum in two chunks.
+            (64, 20, 6, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
+        ];
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+            let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
+            let (image_len, _, positions) = geometry.lengths();
+            let x = values(3 * image_len, 1);
+            let weight = values(cout * geometry.patch(), 5);
+            // Blocks of one image and of two (the last one short): panels across images.
+            for images in [1, 2] {
+                assert!(in_place(cout, images * positions, geometry.patch()));
+                let y = forward_in_blocks(&geometry, &x, &weight, images);
+                let reference = gemm_forward(&geometry, &x, &weight, images);
+                let same = y
+                    .iter()
+                    .zip(&reference)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{geometry:?}, {images} images per block");
             }
         }
     }

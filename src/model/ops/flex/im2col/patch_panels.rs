@@ -1,0 +1,117 @@
+//! The forward's patch matrix read in place: on AVX-512 the products gather each panel of it
+//! from the images as their tiles need it, instead of the patch matrix being written out (all
+//! of a block's output positions times `in_channels * kh * kw`: 19 MB for ResNet's first
+//! layer at 64 pixels) and read back at its row stride, a page or more per term. The panels
+//! hold the same values, so the products' sums are the same.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::ConvGeometry;
+use super::avx512::{NR, Panels};
+
+/// The patch matrix `[in_channels * kh * kw, images * ho * wo]` of a block of images
+/// (`[images, in_channels, h, w]`), from its row `first_term` on.
+pub(super) struct PatchPanels<'a> {
+    pub geometry: &'a ConvGeometry,
+    pub block: &'a [f32],
+    pub first_term: usize,
+}
+
+impl PatchPanels<'_> {
+    /// Per column of a panel (at most [`NR`]): where its image starts in the block, and the
+    /// input row and column under the kernel's first tap (negative in the padding).
+    fn columns(&self, first_col: usize, width: usize) -> [[i32; NR]; 3] {
+        let g = self.geometry;
+        let [ho, wo] = g.output();
+        let plane = g.input[0] * g.input[1];
+        let mut columns = [[0i32; NR]; 3];
+        for (lane, col) in (first_col..first_col + width).enumerate() {
+            let (image, position) = (col / (ho * wo), col % (ho * wo));
+            let (oy, ox) = (position / wo, position % wo);
+            columns[0][lane] = (image * g.in_channels * plane) as i32;
+            columns[1][lane] = (oy * g.stride[0]) as i32 - g.padding[0] as i32;
+            columns[2][lane] = (ox * g.stride[1]) as i32 - g.padding[1] as i32;
+        }
+        columns
+    }
+}
+
+impl Panels for PatchPanels<'_> {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack(
+        &self,
+        first_term: usize,
+        terms: usize,
+        first_col: usize,
+        width: usize,
+        panel: &mut [f32],
+    ) {
+        let g = self.geometry;
+        // Gathers index the block with 32-bit offsets.
+        assert!(self.block.len() <= i32::MAX as usize, "block too large");
+        assert!(panel.len() >= terms * NR && width <= NR);
+        let ([h, w], [kh, kw]) = (g.input, g.kernel);
+        let plane = (h * w) as i32;
+        let [image, row, col] = self.columns(first_col, width).map(|lanes| {
+            // SAFETY: 2 x 16 lanes of NR = 32 values.
+            unsafe { [0, 16].map(|half| _mm512_loadu_si512(lanes[half..].as_ptr().cast())) }
+        });
+        let lanes = [0, 16].map(|half| match width.saturating_sub(half) {
+            0 => 0,
+            w if w >= 16 => 0xffff,
+            w => (1u16 << w) - 1,
+        });
+        // Per tap: each column's offset in its image's first channel, and whether it lies
+        // inside the image (not in the padding, not past the panel's width).
+        let taps: Vec<[(__m512i, __mmask16); 2]> = (0..kh * kw)
+            .map(|tap| {
+                let (i, j) = (
+                    (tap / kw * g.dilation[0]) as i32,
+                    (tap % kw * g.dilation[1]) as i32,
+                );
+                std::array::from_fn(|half| {
+                    let y = _mm512_add_epi32(row[half], _mm512_set1_epi32(i));
+                    let x = _mm512_add_epi32(col[half], _mm512_set1_epi32(j));
+                    let inside = |v, size| {
+                        _mm512_cmpge_epi32_mask(v, _mm512_setzero_si512())
+                            & _mm512_cmplt_epi32_mask(v, _mm512_set1_epi32(size as i32))
+                    };
+                    let offset = _mm512_add_epi32(
+                        image[half],
+                        _mm512_add_epi32(_mm512_mullo_epi32(y, _mm512_set1_epi32(w as i32)), x),
+                    );
+                    (offset, lanes[half] & inside(y, h) & inside(x, w))
+                })
+            })
+            .collect();
+        let base = self.block.as_ptr();
+        for term in 0..terms {
+            let (channel, tap) = (
+                (self.first_term + first_term + term) / taps.len(),
+                (self.first_term + first_term + term) % taps.len(),
+            );
+            let channel = _mm512_set1_epi32(channel as i32 * plane);
+            for (half, &(offset, inside)) in taps[tap].iter().enumerate() {
+                // SAFETY: the lanes inside the image index the block (its images, channels and
+                // rows are the patch matrix's); the others are not read and give 0. The store
+                // writes the panel's term.
+                unsafe {
+                    let values = _mm512_mask_i32gather_ps::<4>(
+                        _mm512_setzero_ps(),
+                        inside,
+                        _mm512_add_epi32(offset, channel),
+                        base.cast(),
+                    );
+                    _mm512_storeu_ps(panel.as_mut_ptr().add(term * NR + 16 * half), values);
+                }
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn pack(&self, _: usize, _: usize, _: usize, _: usize, _: &mut [f32]) {
+        unreachable!("the AVX-512 products run on x86-64 only")
+    }
+}
