@@ -13,8 +13,8 @@
 //! the speed of the gemm kernel. Here a product spans as many images as it takes to give it
 //! [`COLUMNS`] columns, within a memory budget for the patch matrix.
 //!
-//! On AVX-512 the forward pass never writes its patch matrix: the products gather their panels
-//! of it from the images (`im2col/patch_panels.rs`).
+//! On AVX-512 neither the forward pass nor the weight gradient writes its patch matrix: the
+//! products gather their panels of it from the images (`im2col/patch_panels.rs`).
 //!
 //! Products run in a fixed order and gemm splits none of their sums across threads, so the
 //! results do not depend on the thread count.
@@ -317,9 +317,10 @@ impl ConvGeometry {
             let patches = PatchPanels {
                 geometry: self,
                 block,
+                transposed: false,
                 first_term: 0,
             };
-            return product_of_patches(to, weights, &patches);
+            return product_of_patches(to, weights, patches, false);
         }
         let columns = View::new(self.patches(block, columns), self.patch(), n);
         product(to, weights, columns, false);
@@ -332,19 +333,20 @@ fn in_place(m: usize, n: usize, k: usize) -> bool {
     avx512::chosen(m, n, chunk_len(k)) && avx512::chosen(m, n, last_chunk_len(k))
 }
 
-/// `dst = weights patches` on AVX-512, the patch matrix read in place, its sum in the chunks
-/// of [`product`].
-fn product_of_patches(dst: &mut [f32], weights: View, patches: &PatchPanels) {
-    let (m, k) = (weights.rows, weights.cols);
+/// `dst (+)= lhs patches` on AVX-512, the patch matrix (or its transpose) read in place, its
+/// sum in the chunks of [`product`]; `accumulate`: add to dst.
+fn product_of_patches(dst: &mut [f32], lhs: View, patches: PatchPanels, accumulate: bool) {
+    let (m, k) = (lhs.rows, lhs.cols);
     let n = dst.len() / m;
     let chunk = chunk_len(k);
     for start in (0..k).step_by(chunk) {
         let terms = chunk.min(k - start);
         let rows = PatchPanels {
             first_term: start,
-            ..*patches
+            ..patches
         };
-        avx512::product_of(dst, (m, n, terms), weights.strided(start), &rows, start > 0);
+        let accumulate = accumulate || start > 0;
+        avx512::product_of(dst, (m, n, terms), lhs.strided(start), &rows, accumulate);
     }
 }
 
@@ -387,7 +389,8 @@ fn backward_in_blocks(
     let patch = geometry.patch();
     let weights = View::new(weight, geometry.out_channels, patch);
     // Taps before input channels where the patch matrix is built channels last.
-    let channels_last = geometry.weight_gradient_channels_last(block_len);
+    let in_place = geometry.weight_gradient_in_place(block_len);
+    let channels_last = !in_place && geometry.weight_gradient_channels_last(block_len);
     // Channels last, the products' gradient is reordered into burn's at the end.
     let (mut dw, mut taps_first) = (Vec::new(), Scratch::take());
     let dw_len = geometry.out_channels * patch;
@@ -420,7 +423,15 @@ fn backward_in_blocks(
                 geometry.add_patches(&dcolumns, images, dx);
             }
         }
-        if channels_last {
+        if in_place {
+            let patches = PatchPanels {
+                geometry,
+                block,
+                transposed: true,
+                first_term: 0,
+            };
+            product_of_patches(&mut dw, g, patches, index > 0);
+        } else if channels_last {
             let rows = geometry.patch_rows(block, &mut pixels, &mut columns);
             product(
                 &mut taps_first[..dw_len],
@@ -441,6 +452,20 @@ fn backward_in_blocks(
 }
 
 impl ConvGeometry {
+    /// Whether the weight gradient's products, in blocks of `block_len` images, read the
+    /// transposed patch matrix in place: where the AVX-512 products take every chunk of every
+    /// block's sum (all blocks of a call sum alike, see [`Self::weight_gradient_channels_last`]).
+    fn weight_gradient_in_place(&self, block_len: usize) -> bool {
+        let positions = self.output()[0] * self.output()[1];
+        let last_block = match self.batch % block_len {
+            0 => block_len,
+            short => short,
+        };
+        [block_len, last_block]
+            .iter()
+            .all(|&images| in_place(self.out_channels, self.patch(), images * positions))
+    }
+
     /// (values per input image, per output image, output positions per image).
     fn lengths(&self) -> (usize, usize, usize) {
         let [h, w] = self.input;
@@ -791,6 +816,8 @@ mod tests {
             (16, 32, 9, 9, [1, 1], [2, 2], [0, 0], [1, 1]),
             (16, 32, 9, 9, [1, 1], [1, 1], [0, 0], [1, 1]),
             (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
+            // Two images of 400 positions: a sum in two chunks.
+            (4, 16, 20, 20, [3, 3], [1, 1], [1, 1], [1, 1]),
             // Off gemm's main path (8 x 9 outputs): the forward pass's patch matrix.
             (1, 8, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
         ];
@@ -810,7 +837,14 @@ mod tests {
                         .all(|(a, b)| a.to_bits() == b.to_bits())
                 };
                 assert!(same(&dw), "{geometry:?}, {images} images per block");
-                // gemm on the channels-last rows (what a CPU without AVX-512 runs) likewise.
+                // On AVX-512 the products read the transposed patch matrix in place; gemm
+                // on the channels-last rows (what a CPU without AVX-512 runs) sums alike.
+                let in_place = geometry.weight_gradient_in_place(images);
+                assert_eq!(
+                    in_place,
+                    cin > 1 && avx512::chosen(64, 64, 64),
+                    "{geometry:?}"
+                );
                 let channels_last = geometry.weight_gradient_channels_last(images);
                 assert_eq!(channels_last, cin > 1, "{geometry:?}");
                 if channels_last {

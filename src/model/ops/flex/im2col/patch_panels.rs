@@ -1,8 +1,9 @@
-//! The forward's patch matrix read in place: on AVX-512 the products gather each panel of it
-//! from the images as their tiles need it, instead of the patch matrix being written out (all
-//! of a block's output positions times `in_channels * kh * kw`: 19 MB for ResNet's first
-//! layer at 64 pixels) and read back at its row stride, a page or more per term. The panels
-//! hold the same values, so the products' sums are the same.
+//! The patch matrix read in place: on AVX-512 the products gather each panel of it (forward)
+//! or of its transpose (weight gradient) from the images as their tiles need it, instead of
+//! the matrix being written out (all of a block's output positions times `in_channels * kh *
+//! kw`: 19 MB for ResNet's first layer at 64 pixels) and read back. The panels hold the same
+//! values, and the AVX-512 products sum alike whatever the layout, so the results are the same
+//! bits.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -11,10 +12,13 @@ use super::ConvGeometry;
 use super::avx512::{NR, Panels};
 
 /// The patch matrix `[in_channels * kh * kw, images * ho * wo]` of a block of images
-/// (`[images, in_channels, h, w]`), from its row `first_term` on.
+/// (`[images, in_channels, h, w]`), or (`transposed`) its transpose, from its row `first_term`
+/// on. Transposed it is the weight gradient's right operand, its columns in burn's weight order.
+#[derive(Clone, Copy)]
 pub(super) struct PatchPanels<'a> {
     pub geometry: &'a ConvGeometry,
     pub block: &'a [f32],
+    pub transposed: bool,
     pub first_term: usize,
 }
 
@@ -39,7 +43,6 @@ impl PatchPanels<'_> {
 
 impl Panels for PatchPanels<'_> {
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
     unsafe fn pack(
         &self,
         first_term: usize,
@@ -48,21 +51,55 @@ impl Panels for PatchPanels<'_> {
         width: usize,
         panel: &mut [f32],
     ) {
-        let g = self.geometry;
         // Gathers index the block with 32-bit offsets.
         assert!(self.block.len() <= i32::MAX as usize, "block too large");
         assert!(panel.len() >= terms * NR && width <= NR);
+        let first_term = self.first_term + first_term;
+        // SAFETY: as this function's.
+        unsafe {
+            match self.transposed {
+                false => self.pack_taps(first_term, terms, first_col, width, panel),
+                true => self.pack_positions(first_term, terms, first_col, width, panel),
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn pack(&self, _: usize, _: usize, _: usize, _: usize, _: &mut [f32]) {
+        unreachable!("the AVX-512 products run on x86-64 only")
+    }
+}
+
+/// The lane masks of the two 16-lane halves of a panel `width` columns wide.
+fn lanes(width: usize) -> [u16; 2] {
+    [0, 16].map(|half| match width.saturating_sub(half) {
+        0 => 0,
+        w if w >= 16 => 0xffff,
+        w => (1u16 << w) - 1,
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PatchPanels<'_> {
+    /// [`Panels::pack`] of the patch matrix: a term is an input channel's kernel tap, a column
+    /// an output position.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack_taps(
+        &self,
+        first_term: usize,
+        terms: usize,
+        first_col: usize,
+        width: usize,
+        panel: &mut [f32],
+    ) {
+        let g = self.geometry;
         let ([h, w], [kh, kw]) = (g.input, g.kernel);
         let plane = (h * w) as i32;
         let [image, row, col] = self.columns(first_col, width).map(|lanes| {
             // SAFETY: 2 x 16 lanes of NR = 32 values.
             unsafe { [0, 16].map(|half| _mm512_loadu_si512(lanes[half..].as_ptr().cast())) }
         });
-        let lanes = [0, 16].map(|half| match width.saturating_sub(half) {
-            0 => 0,
-            w if w >= 16 => 0xffff,
-            w => (1u16 << w) - 1,
-        });
+        let lanes = lanes(width);
         // Per tap: each column's offset in its image's first channel, and whether it lies
         // inside the image (not in the padding, not past the panel's width).
         let taps: Vec<[(__m512i, __mmask16); 2]> = (0..kh * kw)
@@ -89,8 +126,8 @@ impl Panels for PatchPanels<'_> {
         let base = self.block.as_ptr();
         for term in 0..terms {
             let (channel, tap) = (
-                (self.first_term + first_term + term) / taps.len(),
-                (self.first_term + first_term + term) % taps.len(),
+                (first_term + term) / taps.len(),
+                (first_term + term) % taps.len(),
             );
             let channel = _mm512_set1_epi32(channel as i32 * plane);
             for (half, &(offset, inside)) in taps[tap].iter().enumerate() {
@@ -110,8 +147,65 @@ impl Panels for PatchPanels<'_> {
         }
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn pack(&self, _: usize, _: usize, _: usize, _: usize, _: &mut [f32]) {
-        unreachable!("the AVX-512 products run on x86-64 only")
+    /// [`Panels::pack`] of the transposed patch matrix: a term is an output position, a
+    /// column an input channel's kernel tap.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack_positions(
+        &self,
+        first_term: usize,
+        terms: usize,
+        first_col: usize,
+        width: usize,
+        panel: &mut [f32],
+    ) {
+        let g = self.geometry;
+        let ([h, w], [kh, kw], [ho, wo]) = (g.input, g.kernel, g.output());
+        let (taps, plane) = (kh * kw, h * w);
+        // Per column (input channel and tap): its offset from the input under the kernel's
+        // first tap, and the tap's row and column.
+        let mut columns = [[0i32; NR]; 3];
+        for (lane, col) in (first_col..first_col + width).enumerate() {
+            let (channel, tap) = (col / taps, col % taps);
+            let (i, j) = (tap / kw * g.dilation[0], tap % kw * g.dilation[1]);
+            columns[0][lane] = (channel * plane + i * w + j) as i32;
+            columns[1][lane] = i as i32;
+            columns[2][lane] = j as i32;
+        }
+        let [offset, tap_row, tap_col] = columns.map(|lanes| {
+            // SAFETY: 2 x 16 lanes of NR = 32 values.
+            unsafe { [0, 16].map(|half| _mm512_loadu_si512(lanes[half..].as_ptr().cast())) }
+        });
+        let lanes = lanes(width);
+        let inside = |v, size: usize| {
+            _mm512_cmpge_epi32_mask(v, _mm512_setzero_si512())
+                & _mm512_cmplt_epi32_mask(v, _mm512_set1_epi32(size as i32))
+        };
+        let base = self.block.as_ptr();
+        for term in 0..terms {
+            let position = first_term + term;
+            let (image, position) = (position / (ho * wo), position % (ho * wo));
+            let y = (position / wo * g.stride[0]) as i32 - g.padding[0] as i32;
+            let x = (position % wo * g.stride[1]) as i32 - g.padding[1] as i32;
+            let start =
+                _mm512_set1_epi32((image * g.in_channels * plane) as i32 + y * w as i32 + x);
+            let (y, x) = (_mm512_set1_epi32(y), _mm512_set1_epi32(x));
+            for half in 0..2 {
+                let valid = lanes[half]
+                    & inside(_mm512_add_epi32(tap_row[half], y), h)
+                    & inside(_mm512_add_epi32(tap_col[half], x), w);
+                // SAFETY: the valid lanes index the block (the position's image, the column's
+                // channel, a row and column inside the image); the others are not read and
+                // give 0. The store writes the panel's term.
+                unsafe {
+                    let values = _mm512_mask_i32gather_ps::<4>(
+                        _mm512_setzero_ps(),
+                        valid,
+                        _mm512_add_epi32(offset[half], start),
+                        base.cast(),
+                    );
+                    _mm512_storeu_ps(panel.as_mut_ptr().add(term * NR + 16 * half), values);
+                }
+            }
+        }
     }
 }
