@@ -191,18 +191,13 @@ pub fn product(
     lhs.check(m, k);
     rhs.check(k, n);
     if rhs.cs == 1 {
-        return direct(dst, (m, n, k), lhs, &rhs, accumulate);
+        return direct(dst, (m, n, k), Left::Strided(lhs), &rhs, accumulate);
     }
     // Copying rhs (k x n values) or lhs (k x m) and adding the transposed product (m x n).
     if lhs.rs != 1 && k * n <= k * m + m * n {
         let rhs = rhs.to_row_major(k, n);
-        return direct(
-            dst,
-            (m, n, k),
-            lhs,
-            &Strided::row_major(&rhs, n),
-            accumulate,
-        );
+        let rhs = Strided::row_major(&rhs, n);
+        return direct(dst, (m, n, k), Left::Strided(lhs), &rhs, accumulate);
     }
     let copied;
     let lhs_t = if lhs.rs == 1 {
@@ -212,7 +207,13 @@ pub fn product(
         Strided::row_major(&copied, m)
     };
     let mut transposed = vec![0f32; n * m];
-    direct(&mut transposed, (n, m, k), rhs.t(), &lhs_t, false);
+    direct(
+        &mut transposed,
+        (n, m, k),
+        Left::Strided(rhs.t()),
+        &lhs_t,
+        false,
+    );
     // dst (+)= transposed^T, in blocks of 16 x 16: the same rounding as adding each sum where
     // it belongs.
     for i0 in (0..m).step_by(16) {
@@ -233,14 +234,65 @@ pub fn product(
 pub fn product_of<P: Panels>(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
-    lhs: Strided,
+    lhs: Left,
     rhs: &P,
     accumulate: bool,
 ) {
     assert!(applies(m, n, k), "not an AVX-512 product");
     assert_eq!(dst.len(), m * n, "destination size");
-    lhs.check(m, k);
+    match lhs {
+        Left::Strided(lhs) => lhs.check(m, k),
+        Left::Tiles(tiles, first_term) => {
+            assert!(
+                tiles.m == m && first_term + k <= tiles.k,
+                "packed operand's size"
+            );
+        }
+    }
     direct(dst, (m, n, k), lhs, rhs, accumulate);
+}
+
+/// A left operand as the tiles read it.
+#[derive(Clone, Copy)]
+pub enum Left<'a> {
+    /// Where it lies; a task copies the rows of one with contiguous columns first.
+    Strided(Strided<'a>),
+    /// Packed once for several products, from its term `.1` on.
+    Tiles(&'a Tiles, usize),
+}
+
+/// A left operand `m x k` as tiles of `MR` rows one after another, each term's `MR` values
+/// after the previous term's (a short last tile's missing rows are 0).
+pub struct Tiles {
+    values: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+impl Tiles {
+    /// `lhs` (`m x k`, contiguous columns: `lhs.rs == 1`) packed, a task per tile. Panics
+    /// unless the CPU has AVX-512F.
+    pub fn pack(lhs: Strided, (m, k): (usize, usize)) -> Self {
+        assert!(available(), "no AVX-512F");
+        assert_eq!(lhs.rs, 1, "a left operand with contiguous columns");
+        lhs.check(m, k);
+        let mut values = vec![0f32; m.div_ceil(MR) * k * MR];
+        values
+            .par_chunks_mut(k * MR)
+            .enumerate()
+            .for_each(|(tile, to)| {
+                let first_row = tile * MR;
+                // SAFETY: lhs holds the tile's rows (checked above), `to` its k * MR values;
+                // the CPU has AVX-512F (checked above).
+                unsafe { pack_tile(lhs, first_row..(first_row + MR).min(m), k, to) }
+            });
+        Self { values, m, k }
+    }
+
+    /// Rows of the packed operand.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
 }
 
 /// [`product`] for a right operand with contiguous rows (`rhs.cs == 1`), in tasks of whole
@@ -248,7 +300,7 @@ pub fn product_of<P: Panels>(
 fn direct<P: Panels>(
     dst: &mut [f32],
     (m, n, k): (usize, usize, usize),
-    lhs: Strided,
+    lhs: Left,
     rhs: &P,
     accumulate: bool,
 ) {
@@ -291,7 +343,7 @@ unsafe fn block<P: Panels>(
     n: usize,
     (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
     k: usize,
-    lhs: Strided,
+    lhs: Left,
     rhs: &P,
     accumulate: bool,
 ) {
@@ -300,14 +352,29 @@ unsafe fn block<P: Panels>(
     let mut panel = vec![0f32; k * NR];
     // A left operand with contiguous columns (a transposed matrix) has a term's values of a
     // tile side by side but its terms a row of the stored matrix apart, often pages: copied
-    // tile by tile, term after term, its tiles read it in order.
-    let packed;
-    let (lhs, is_packed) = if lhs.rs == 1 && lhs.cs > MR {
-        // SAFETY: lhs holds the block's rows (k terms); the CPU has AVX-512F.
-        packed = unsafe { pack_tiles(lhs, rows.clone(), k) };
-        (Strided::row_major(&packed, MR), true)
-    } else {
-        (lhs, false)
+    // tile by tile, term after term, its tiles read it in order (unless packed already).
+    let mut packed;
+    // Where row `first_row`'s tile starts: `base + (first_row - first) * per_row`, and the
+    // tile's (row, term) strides.
+    let (base, first, per_row, a_strides) = match lhs {
+        Left::Strided(strided) if strided.rs == 1 && strided.cs > MR => {
+            packed = vec![0f32; rows.len().div_ceil(MR) * k * MR];
+            let tiles = packed.chunks_mut(k * MR).zip(rows.clone().step_by(MR));
+            for (to, first_row) in tiles {
+                // SAFETY: lhs holds the block's rows (k terms); the CPU has AVX-512F.
+                unsafe { pack_tile(strided, first_row..(first_row + MR).min(rows.end), k, to) };
+            }
+            (packed.as_ptr(), rows.start, k, (1, MR))
+        }
+        // Tile i lies at i * MR * tiles.k, its term t at t * MR.
+        Left::Tiles(tiles, first_term) => {
+            let base = tiles.values.as_ptr().wrapping_add(first_term * MR);
+            (base, 0, tiles.k, (1, MR))
+        }
+        Left::Strided(strided) => {
+            let base = strided.values.as_ptr().wrapping_add(strided.offset);
+            (base, 0, strided.rs, (strided.rs, strided.cs))
+        }
     };
     for first_col in cols.clone().step_by(NR) {
         let width = NR.min(cols.end - first_col);
@@ -315,13 +382,9 @@ unsafe fn block<P: Panels>(
         unsafe { rhs.pack(0, k, first_col, width, &mut panel) };
         for first_row in rows.clone().step_by(MR) {
             let height = MR.min(rows.end - first_row);
-            // Packed tiles lie k * MR apart, a term MR values after the previous one.
-            let (a, a_strides) = match is_packed {
-                true => ((first_row - rows.start) * k, (1, MR)),
-                false => (lhs.offset + first_row * lhs.rs, (lhs.rs, lhs.cs)),
-            };
+            let a = base.wrapping_add((first_row - first) * per_row);
             let tile = Tile {
-                a: lhs.values.as_ptr().wrapping_add(a),
+                a,
                 a_strides,
                 b: panel.as_ptr(),
                 b_rs: NR,
@@ -371,39 +434,30 @@ unsafe fn pack_panel(rhs: Strided, k: usize, first_col: usize, width: usize, pan
     }
 }
 
-/// The `rows` of `lhs` (`k` terms, contiguous columns: `lhs.rs == 1`) as tiles of `MR` rows,
-/// one after another, each term's `MR` values after the previous term's (a short last tile's
-/// missing rows are 0).
+/// One tile of rows of `lhs` (`k` terms, contiguous columns: `lhs.rs == 1`) into `to`, each
+/// term's `MR` values after the previous term's (rows past `rows` are left as they are).
 ///
 /// # Safety
 /// lhs holds the rows' `k` terms; the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_tiles(lhs: Strided, rows: std::ops::Range<usize>, k: usize) -> Vec<f32> {
+unsafe fn pack_tile(lhs: Strided, rows: std::ops::Range<usize>, k: usize, to: &mut [f32]) {
     debug_assert_eq!(lhs.rs, 1);
-    let tiles = rows.len().div_ceil(MR);
-    // Every term stores 16 lanes: the last one's 16 - MR lie past the tiles.
-    let mut packed = vec![0f32; tiles * k * MR + (16 - MR)];
-    for tile in 0..tiles {
-        let first_row = rows.start + tile * MR;
-        let mask: __mmask16 = (1u16 << MR.min(rows.end - first_row)) - 1;
-        let from = lhs.values.as_ptr().wrapping_add(lhs.offset + first_row);
-        let to = packed.as_mut_ptr().wrapping_add(tile * k * MR);
-        for t in 0..k {
-            // SAFETY: the masked load reads the tile's rows of term t; the store writes 16
-            // values from the term's place, inside `packed` (its 4 extra lanes are the next
-            // term's, written after).
-            unsafe {
-                let values = _mm512_maskz_loadu_ps(mask, from.wrapping_add(t * lhs.cs));
-                _mm512_storeu_ps(to.add(t * MR), values);
-            }
+    assert!(rows.len() <= MR && to.len() >= k * MR);
+    let mask: __mmask16 = (1u16 << rows.len()) - 1;
+    let from = lhs.values.as_ptr().wrapping_add(lhs.offset + rows.start);
+    for t in 0..k {
+        // SAFETY: the masked load reads the tile's rows of term t, the masked store writes
+        // the term's MR values in `to`.
+        unsafe {
+            let values = _mm512_maskz_loadu_ps(mask, from.wrapping_add(t * lhs.cs));
+            _mm512_mask_storeu_ps(to.as_mut_ptr().add(t * MR), (1 << MR) - 1, values);
         }
     }
-    packed
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn pack_tiles(_: Strided, _: std::ops::Range<usize>, _: usize) -> Vec<f32> {
+unsafe fn pack_tile(_: Strided, _: std::ops::Range<usize>, _: usize, _: &mut [f32]) {
     unreachable!("applies() is false off x86-64")
 }
 

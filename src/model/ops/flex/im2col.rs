@@ -333,20 +333,42 @@ fn in_place(m: usize, n: usize, k: usize) -> bool {
     avx512::chosen(m, n, chunk_len(k)) && avx512::chosen(m, n, last_chunk_len(k))
 }
 
-/// `dst (+)= lhs patches` on AVX-512, the patch matrix (or its transpose) read in place, its
-/// sum in the chunks of [`product`]; `accumulate`: add to dst.
+/// `dst (+)= lhs patches` on AVX-512, the patch matrix (or its transpose) read in place;
+/// `accumulate`: add to dst.
 fn product_of_patches(dst: &mut [f32], lhs: View, patches: PatchPanels, accumulate: bool) {
-    let (m, k) = (lhs.rows, lhs.cols);
-    let n = dst.len() / m;
-    let chunk = chunk_len(k);
-    for start in (0..k).step_by(chunk) {
-        let terms = chunk.min(k - start);
+    product_in_chunks(dst, (lhs.rows, lhs.cols), accumulate, |start| {
         let rows = PatchPanels {
             first_term: start,
             ..patches
         };
-        let accumulate = accumulate || start > 0;
-        avx512::product_of(dst, (m, n, terms), lhs.strided(start), &rows, accumulate);
+        (avx512::Left::Strided(lhs.strided(start)), rows)
+    });
+}
+
+/// `dst = lhs rhs` on AVX-512, lhs packed already.
+fn product_of_tiles(dst: &mut [f32], lhs: &avx512::Tiles, rhs: View) {
+    let (_, rhs_rs) = rhs.strides();
+    product_in_chunks(dst, (lhs.rows(), rhs.rows), false, |start| {
+        let rows = rhs.strided(start * rhs_rs as usize);
+        (avx512::Left::Tiles(lhs, start), rows)
+    });
+}
+
+/// `dst (+)= lhs rhs` for an `m x k` left operand, on AVX-512 in the chunks of [`product`], the
+/// operands of the chunk from term `start` on given by `chunk(start)`; `accumulate`: add to
+/// dst.
+fn product_in_chunks<'a, P: avx512::Panels>(
+    dst: &mut [f32],
+    (m, k): (usize, usize),
+    accumulate: bool,
+    chunk: impl Fn(usize) -> (avx512::Left<'a>, P),
+) {
+    let n = dst.len() / m;
+    let chunk_terms = chunk_len(k);
+    for start in (0..k).step_by(chunk_terms) {
+        let terms = chunk_terms.min(k - start);
+        let (lhs, rhs) = chunk(start);
+        avx512::product_of(dst, (m, n, terms), lhs, &rhs, accumulate || start > 0);
     }
 }
 
@@ -399,6 +421,10 @@ fn backward_in_blocks(
         false => dw.resize(dw_len, 0.0),
     }
     let mut dx = input_grad.then(|| vec![0f32; x.len()]);
+    // The input gradient's left operand, W^T, packed once for every block's product where they
+    // all take the AVX-512 products (each would pack it for each of its tasks).
+    let packed_weights = (input_grad && geometry.input_gradient_packed(block_len))
+        .then(|| avx512::Tiles::pack(weights.t().strided(0), (patch, geometry.out_channels)));
     let (mut pixels, mut columns) = (Scratch::take(), Scratch::take());
     let (mut grads, mut dcolumns) = (Scratch::take(), Scratch::take());
     let blocks = x
@@ -415,11 +441,20 @@ fn backward_in_blocks(
         let g = View::new(g, geometry.out_channels, images * positions);
         if let Some(dx) = &mut dx {
             let dx = &mut dx[index * block_len * image_len..][..block.len()];
-            if geometry.is_pointwise() && images == 1 {
-                product(dx, weights.t(), g, false);
-            } else {
+            let gathered = !(geometry.is_pointwise() && images == 1);
+            if gathered {
                 dcolumns.resize(patch * images * positions, 0.0);
-                product(&mut dcolumns, weights.t(), g, false);
+            }
+            let to = if gathered {
+                &mut dcolumns[..]
+            } else {
+                &mut *dx
+            };
+            match &packed_weights {
+                Some(tiles) => product_of_tiles(to, tiles, g),
+                None => product(to, weights.t(), g, false),
+            }
+            if gathered {
                 geometry.add_patches(&dcolumns, images, dx);
             }
         }
@@ -457,13 +492,26 @@ impl ConvGeometry {
     /// block's sum (all blocks of a call sum alike, see [`Self::weight_gradient_channels_last`]).
     fn weight_gradient_in_place(&self, block_len: usize) -> bool {
         let positions = self.output()[0] * self.output()[1];
-        let last_block = match self.batch % block_len {
-            0 => block_len,
-            short => short,
-        };
-        [block_len, last_block]
+        self.block_sizes(block_len)
             .iter()
             .all(|&images| in_place(self.out_channels, self.patch(), images * positions))
+    }
+
+    /// Whether the input gradient's products `W^T dy`, in blocks of `block_len` images, all
+    /// take the AVX-512 products.
+    fn input_gradient_packed(&self, block_len: usize) -> bool {
+        let positions = self.output()[0] * self.output()[1];
+        self.block_sizes(block_len)
+            .iter()
+            .all(|&images| in_place(self.patch(), images * positions, self.out_channels))
+    }
+
+    /// The two sizes of a call's blocks of `block_len` images: the first and the last.
+    fn block_sizes(&self, block_len: usize) -> [usize; 2] {
+        match self.batch % block_len {
+            0 => [block_len, block_len],
+            short => [block_len, short],
+        }
     }
 
     /// (values per input image, per output image, output positions per image).
@@ -913,6 +961,51 @@ mod tests {
                 let y = forward_in_blocks(&geometry, &x, &weight, images);
                 let reference = gemm_forward(&geometry, &x, &weight, images);
                 let same = y
+                    .iter()
+                    .zip(&reference)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{geometry:?}, {images} images per block");
+            }
+        }
+    }
+
+    #[test]
+    fn the_input_gradient_is_gemms_product_bit_for_bit() {
+        let never = |_: usize, _: usize, _: usize| false;
+        let cases = [
+            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (16, 32, 9, 9, [1, 1], [1, 1], [0, 0], [1, 1]),
+            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
+            // 600 output channels: a sum in two chunks.
+            (8, 600, 5, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
+        ];
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+            let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
+            let (image_len, output_len, positions) = geometry.lengths();
+            let x = values(3 * image_len, 1);
+            let weight = values(cout * geometry.patch(), 5);
+            let grad = values(3 * output_len, 2);
+            let weights = View::new(&weight, cout, geometry.patch());
+            for images in [1, 2] {
+                let packed = geometry.input_gradient_packed(images);
+                assert_eq!(packed, avx512::chosen(64, 64, 64), "{geometry:?}");
+                let (dx, _) = backward_in_blocks(&geometry, &x, &weight, &grad, true, images);
+                let mut reference = vec![0f32; x.len()];
+                let blocks = reference
+                    .chunks_mut(images * image_len)
+                    .zip(grad.chunks(images * output_len));
+                for (dx, g) in blocks {
+                    let n = dx.len() / image_len * positions;
+                    let mut g_columns = Vec::new();
+                    channels_first(g, cout, positions, &mut g_columns);
+                    let mut dcolumns = vec![0f32; geometry.patch() * n];
+                    let g = View::new(&g_columns, cout, n);
+                    product_by(&mut dcolumns, weights.t(), g, false, never);
+                    geometry.add_patches(&dcolumns, n / positions, dx);
+                }
+                let same = dx
+                    .unwrap()
                     .iter()
                     .zip(&reference)
                     .all(|(a, b)| a.to_bits() == b.to_bits());

@@ -42,11 +42,7 @@ impl ConvGeometry {
     /// allows.
     pub(super) fn weight_gradient_channels_last(&self, block_len: usize) -> bool {
         let positions = self.output()[0] * self.output()[1];
-        let last_block = match self.batch % block_len {
-            0 => block_len,
-            short => short,
-        };
-        [block_len, last_block].iter().all(|&images| {
+        self.block_sizes(block_len).iter().all(|&images| {
             let terms = last_chunk_len(images * positions);
             on_gemms_main_path(self.out_channels, self.patch(), terms)
         })
