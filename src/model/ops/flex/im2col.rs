@@ -410,23 +410,21 @@ fn backward_in_blocks(
     );
     let patch = geometry.patch();
     let weights = View::new(weight, geometry.out_channels, patch);
-    // Taps before input channels where the patch matrix is built channels last.
-    let in_place = geometry.weight_gradient_in_place(block_len);
-    let channels_last = !in_place && geometry.weight_gradient_channels_last(block_len);
+    let path = geometry.weight_gradient_path(block_len);
     // Channels last, the products' gradient is reordered into burn's at the end.
     let (mut dw, mut taps_first) = (Vec::new(), Scratch::take());
     let dw_len = geometry.out_channels * patch;
-    match channels_last {
-        true => taps_first.resize(dw_len, 0.0),
-        false => dw.resize(dw_len, 0.0),
+    match path {
+        WeightGradient::ChannelsLast => taps_first.resize(dw_len, 0.0),
+        _ => dw.resize(dw_len, 0.0),
     }
     let mut dx = input_grad.then(|| vec![0f32; x.len()]);
     // The input gradient's left operand, W^T, packed once for every block's product where they
     // all take the AVX-512 products (each would pack it for each of its tasks).
     let packed_weights = (input_grad && geometry.input_gradient_packed(block_len))
         .then(|| avx512::Tiles::pack(weights.t().strided(0), (patch, geometry.out_channels)));
-    let (mut pixels, mut columns) = (Scratch::take(), Scratch::take());
-    let (mut grads, mut dcolumns) = (Scratch::take(), Scratch::take());
+    let mut buffers = [(); 3].map(|_| Scratch::take());
+    let mut grads = Scratch::take();
     let blocks = x
         .chunks(block_len * image_len)
         .zip(grad.chunks(block_len * output_len));
@@ -441,49 +439,116 @@ fn backward_in_blocks(
         let g = View::new(g, geometry.out_channels, images * positions);
         if let Some(dx) = &mut dx {
             let dx = &mut dx[index * block_len * image_len..][..block.len()];
-            let gathered = !(geometry.is_pointwise() && images == 1);
-            if gathered {
-                dcolumns.resize(patch * images * positions, 0.0);
-            }
-            let to = if gathered {
-                &mut dcolumns[..]
-            } else {
-                &mut *dx
+            let weights = match &packed_weights {
+                Some(tiles) => Weights::Packed(tiles),
+                None => Weights::Transposed(weights.t()),
             };
-            match &packed_weights {
-                Some(tiles) => product_of_tiles(to, tiles, g),
-                None => product(to, weights.t(), g, false),
-            }
-            if gathered {
-                geometry.add_patches(&dcolumns, images, dx);
-            }
+            geometry.block_input_gradient(weights, g, dx, &mut buffers[0]);
         }
-        if in_place {
-            let patches = PatchPanels {
-                geometry,
-                block,
-                transposed: true,
-                first_term: 0,
-            };
-            product_of_patches(&mut dw, g, patches, index > 0);
-        } else if channels_last {
-            let rows = geometry.patch_rows(block, &mut pixels, &mut columns);
-            product(
-                &mut taps_first[..dw_len],
-                g,
-                View::new(rows, images * positions, patch),
-                index > 0,
-            );
-        } else {
-            let columns = geometry.patches(block, &mut columns);
-            let columns = View::new(columns, patch, images * positions);
-            product(&mut dw, g, columns.t(), index > 0);
-        }
+        let dw = match path {
+            WeightGradient::ChannelsLast => &mut taps_first[..dw_len],
+            _ => &mut dw[..],
+        };
+        geometry.block_weight_gradient(path, block, g, (dw, index > 0), &mut buffers[1..]);
     }
-    if channels_last {
+    if path == WeightGradient::ChannelsLast {
         dw = geometry.channels_first_weights(&taps_first[..dw_len]);
     }
     (dx, dw)
+}
+
+/// How a call's weight gradient reads each block's patch matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WeightGradient {
+    /// Gathered into the AVX-512 products' panels from the images.
+    InPlace,
+    /// Written transposed and channels last (`channels_last.rs`), taps before channels.
+    ChannelsLast,
+    /// The forward pass's patch matrix, written and read transposed.
+    Written,
+}
+
+/// The input gradient's left operand `W^T`.
+enum Weights<'a> {
+    Packed(&'a avx512::Tiles),
+    Transposed(View<'a>),
+}
+
+impl ConvGeometry {
+    /// How the weight gradient reads the patch matrices of blocks of `block_len` images.
+    fn weight_gradient_path(&self, block_len: usize) -> WeightGradient {
+        if self.weight_gradient_in_place(block_len) {
+            WeightGradient::InPlace
+        } else if self.weight_gradient_channels_last(block_len) {
+            WeightGradient::ChannelsLast
+        } else {
+            WeightGradient::Written
+        }
+    }
+
+    /// A block's input gradient `dx` from its output gradient `g`: `W^T g`, added back into
+    /// the images (col2im) through the scratch `dcolumns`, or itself for one image of a
+    /// pointwise convolution.
+    fn block_input_gradient(
+        &self,
+        weights: Weights,
+        g: View,
+        dx: &mut [f32],
+        dcolumns: &mut Vec<f32>,
+    ) {
+        let images = dx.len() / (self.in_channels * self.input[0] * self.input[1]);
+        let gathered = !(self.is_pointwise() && images == 1);
+        if gathered {
+            dcolumns.resize(self.patch() * g.cols, 0.0);
+        }
+        let to = if gathered {
+            &mut dcolumns[..]
+        } else {
+            &mut *dx
+        };
+        match weights {
+            Weights::Packed(tiles) => product_of_tiles(to, tiles, g),
+            Weights::Transposed(weights) => product(to, weights, g, false),
+        }
+        if gathered {
+            self.add_patches(dcolumns, images, dx);
+        }
+    }
+
+    /// `dw (+)= g col^T` for a block of images (`accumulate`: add), its patch matrix read by
+    /// `path`; `buffers`: two scratch buffers.
+    fn block_weight_gradient(
+        &self,
+        path: WeightGradient,
+        block: &[f32],
+        g: View,
+        (dw, accumulate): (&mut [f32], bool),
+        buffers: &mut [Scratch],
+    ) {
+        let [pixels, columns] = buffers else {
+            panic!("two scratch buffers")
+        };
+        let (patch, positions) = (self.patch(), g.cols);
+        match path {
+            WeightGradient::InPlace => {
+                let patches = PatchPanels {
+                    geometry: self,
+                    block,
+                    transposed: true,
+                    first_term: 0,
+                };
+                product_of_patches(dw, g, patches, accumulate);
+            }
+            WeightGradient::ChannelsLast => {
+                let rows = self.patch_rows(block, pixels, columns);
+                product(dw, g, View::new(rows, positions, patch), accumulate);
+            }
+            WeightGradient::Written => {
+                let columns = View::new(self.patches(block, columns), patch, positions);
+                product(dw, g, columns.t(), accumulate);
+            }
+        }
+    }
 }
 
 impl ConvGeometry {
