@@ -16,9 +16,10 @@
 //!   the attentive head, batch 32, on flex, on flex with burn-flex's SIMD kernels (`flex-simd`:
 //!   the `simd` feature, faster but not the same numbers across SIMD widths) and (with `make
 //!   bench BACKEND=tch`, which leaves a tch build as `train_step_bench-tch`) on tch, against the
-//!   same step in PyTorch eager with
-//!   the same thread count; each side's median of three interleaved processes (targets:
-//!   resnet50 flex <= 1.5 and tch <= 1.0, resnet18 flex <= 1.3 and tch <= 0.9).
+//!   same step in PyTorch eager with the same thread count; each side's median of three
+//!   interleaved processes (targets: resnet50 flex <= 1.5 and tch <= 1.0, resnet18 flex <= 1.3
+//!   and tch <= 0.9), with the CPU time the host stole during each process (a shared VM's
+//!   noise: a round that lost seconds to other guests is slow for that reason alone).
 //!
 //! - eval/sop-60502x512 (with `--only eval-sop`: minutes): SOP-shaped embeddings (11,316
 //!   classes of 2-12), every metric incl. NMI and F1, against AccuracyCalculator with NMI
@@ -745,6 +746,33 @@ fn train_target(backbone: &str, backend: &str) -> f64 {
     }
 }
 
+/// `run`'s result and the CPU seconds the hypervisor gave to other guests meanwhile (all
+/// CPUs; /proc/stat's steal column, in USER_HZ ticks, 100 a second on Linux): on a shared VM a
+/// round's time is only as good as the CPU it got. `None` where /proc/stat has no such column.
+fn with_steal<T>(run: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, Option<f64>)> {
+    let before = stolen_ticks();
+    let result = run()?;
+    let steal = before
+        .zip(stolen_ticks())
+        .map(|(before, after)| after.saturating_sub(before) as f64 / 100.0);
+    Ok((result, steal))
+}
+
+/// The steal ticks of all CPUs since boot (the 8th value of /proc/stat's `cpu` line).
+fn stolen_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines().next()?.split_whitespace().nth(8)?.parse().ok()
+}
+
+/// The stolen seconds of a line's rounds, summed ("?" where not measured).
+fn total_steal(rounds: &[Option<f64>]) -> String {
+    rounds
+        .iter()
+        .copied()
+        .sum::<Option<f64>>()
+        .map_or("?".into(), |s| format!("{s:.1}"))
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -787,23 +815,24 @@ fn train_bench(
         if !chosen(backbone) {
             continue;
         }
-        let mut reference = Vec::new();
+        let (mut reference, mut reference_steal) = (Vec::new(), Vec::new());
         let mut ours = vec![Vec::new(); benches.len()];
+        let mut ours_steal = vec![Vec::new(); benches.len()];
         for _ in 0..TRAIN_ROUNDS {
-            reference.push(reference_step_seconds(python, &script, model, threads)?);
-            for (bench, ours) in benches.iter().zip(&mut ours) {
-                ours.push(train_step_seconds(
-                    &bench.path,
-                    backbone,
-                    size,
-                    steps,
-                    bench.backend,
-                    threads,
-                )?);
+            let (seconds, steal) =
+                with_steal(|| reference_step_seconds(python, &script, model, threads))?;
+            reference.push(seconds);
+            reference_steal.push(steal);
+            for ((bench, ours), ours_steal) in benches.iter().zip(&mut ours).zip(&mut ours_steal) {
+                let (seconds, steal) = with_steal(|| {
+                    train_step_seconds(&bench.path, backbone, size, steps, bench.backend, threads)
+                })?;
+                ours.push(seconds);
+                ours_steal.push(steal);
             }
         }
         let reference_median = median(&reference);
-        for (bench, ours) in benches.iter().zip(&ours) {
+        for ((bench, ours), ours_steal) in benches.iter().zip(&ours).zip(&ours_steal) {
             let name = format!("train/{backbone}/{}", bench.label);
             let ours_median = median(ours);
             let ratio = ours_median / reference_median;
@@ -819,11 +848,14 @@ fn train_bench(
             println!(
                 "{name}: {size}x{size}, batch {STEP_BATCH}, median of {TRAIN_ROUNDS}: agml {ours_median:.3} s/step \
                  ({:.1} images/s; {}), PyTorch {reference_median:.3} s/step ({:.1} images/s; {}): \
-                 ratio {ratio:.2} (target <= {target})",
+                 ratio {ratio:.2} (target <= {target}); CPU stolen by the host: {} s in agml's rounds, \
+                 {} s in PyTorch's",
                 images_per_second(ours_median),
                 spread(ours),
                 images_per_second(reference_median),
                 spread(&reference),
+                total_steal(ours_steal),
+                total_steal(&reference_steal),
             );
             lines.push(json!({
                 "name": name,
@@ -832,6 +864,8 @@ fn train_bench(
                 "reference": format!("PyTorch 2.9.0 eager, same {backbone} + attentive head, margin + diversity loss, Adam, {size}x{size}, batch {STEP_BATCH}"),
                 "reference_seconds": reference_median,
                 "reference_seconds_each": reference,
+                "agml_steal_seconds_each": ours_steal,
+                "reference_steal_seconds_each": reference_steal,
                 "agml_images_per_second": images_per_second(ours_median),
                 "reference_images_per_second": images_per_second(reference_median),
                 "ratio": ratio,
