@@ -11,6 +11,7 @@
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Rows of a tile (one broadcast value each per term).
 const MR: usize = 12;
@@ -73,40 +74,25 @@ impl<'a> Strided<'a> {
 
 /// A right operand the products read panel by panel: `NR` columns at a time, term after term.
 pub trait Panels: Sync {
-    /// Writes terms `first_term..first_term + terms` of columns `first_col..first_col + width`
-    /// (`width <= NR`) into `panel`, each term's `NR` values after the previous term's, 0 after
-    /// the `width` columns.
+    /// Writes the rows `terms` of the columns `cols` (at most `NR`) into `panel`, each term's
+    /// `NR` values after the previous term's, 0 after the columns.
     ///
     /// # Safety
     /// The CPU has AVX-512F; the terms and columns lie inside the operand; `panel` holds
-    /// `terms * NR` values.
-    unsafe fn pack(
-        &self,
-        first_term: usize,
-        terms: usize,
-        first_col: usize,
-        width: usize,
-        panel: &mut [f32],
-    );
+    /// `terms.len() * NR` values.
+    unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]);
 }
 
 /// A matrix with contiguous rows (`cs == 1`) packs its panels by copying them.
 impl Panels for Strided<'_> {
-    unsafe fn pack(
-        &self,
-        first_term: usize,
-        terms: usize,
-        first_col: usize,
-        width: usize,
-        panel: &mut [f32],
-    ) {
+    unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
         debug_assert_eq!(self.cs, 1);
         let rows = Strided {
-            offset: self.offset + first_term * self.rs,
+            offset: self.offset + terms.start * self.rs,
             ..*self
         };
         // SAFETY: as this function's.
-        unsafe { pack_panel(rows, terms, first_col, width, panel) }
+        unsafe { pack_panel(rows, terms.len(), cols.start, cols.len(), panel) }
     }
 }
 
@@ -379,7 +365,7 @@ unsafe fn block<P: Panels>(
     for first_col in cols.clone().step_by(NR) {
         let width = NR.min(cols.end - first_col);
         // SAFETY: the panel holds k rows of NR; rhs holds the block's columns of k rows.
-        unsafe { rhs.pack(0, k, first_col, width, &mut panel) };
+        unsafe { rhs.pack(0..k, first_col..first_col + width, &mut panel) };
         for first_row in rows.clone().step_by(MR) {
             let height = MR.min(rows.end - first_row);
             let a = base.wrapping_add((first_row - first) * per_row);
@@ -461,9 +447,9 @@ unsafe fn pack_tile(_: Strided, _: std::ops::Range<usize>, _: usize, _: &mut [f3
     unreachable!("applies() is false off x86-64")
 }
 
-/// The lane masks of the two 16-lane halves of a tile `width` columns wide.
+/// The lane masks of the two 16-lane halves of a tile or panel `width` columns wide.
 #[cfg(target_arch = "x86_64")]
-fn masks(width: usize) -> [__mmask16; 2] {
+pub fn masks(width: usize) -> [__mmask16; 2] {
     let mask = |from: usize| -> __mmask16 {
         match width.saturating_sub(from) {
             0 => 0,

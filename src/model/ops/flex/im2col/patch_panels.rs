@@ -9,7 +9,9 @@
 use std::arch::x86_64::*;
 
 use super::ConvGeometry;
-use super::avx512::{NR, Panels};
+use std::ops::Range;
+
+use super::avx512::{NR, Panels, masks};
 
 /// The patch matrix `[in_channels * kh * kw, images * ho * wo]` of a block of images
 /// (`[images, in_channels, h, w]`), or (`transposed`) its transpose, from its row `first_term`
@@ -25,12 +27,12 @@ pub(super) struct PatchPanels<'a> {
 impl PatchPanels<'_> {
     /// Per column of a panel (at most [`NR`]): where its image starts in the block, and the
     /// input row and column under the kernel's first tap (negative in the padding).
-    fn columns(&self, first_col: usize, width: usize) -> [[i32; NR]; 3] {
+    fn columns(&self, cols: Range<usize>) -> [[i32; NR]; 3] {
         let g = self.geometry;
         let [ho, wo] = g.output();
         let plane = g.input[0] * g.input[1];
         let mut columns = [[0i32; NR]; 3];
-        for (lane, col) in (first_col..first_col + width).enumerate() {
+        for (lane, col) in cols.enumerate() {
             let (image, position) = (col / (ho * wo), col % (ho * wo));
             let (oy, ox) = (position / wo, position % wo);
             columns[0][lane] = (image * g.in_channels * plane) as i32;
@@ -43,40 +45,24 @@ impl PatchPanels<'_> {
 
 impl Panels for PatchPanels<'_> {
     #[cfg(target_arch = "x86_64")]
-    unsafe fn pack(
-        &self,
-        first_term: usize,
-        terms: usize,
-        first_col: usize,
-        width: usize,
-        panel: &mut [f32],
-    ) {
+    unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
         // Gathers index the block with 32-bit offsets.
         assert!(self.block.len() <= i32::MAX as usize, "block too large");
-        assert!(panel.len() >= terms * NR && width <= NR);
-        let first_term = self.first_term + first_term;
+        assert!(panel.len() >= terms.len() * NR && cols.len() <= NR);
+        let terms = self.first_term + terms.start..self.first_term + terms.end;
         // SAFETY: as this function's.
         unsafe {
             match self.transposed {
-                false => self.pack_taps(first_term, terms, first_col, width, panel),
-                true => self.pack_positions(first_term, terms, first_col, width, panel),
+                false => self.pack_taps(terms, cols, panel),
+                true => self.pack_positions(terms, cols, panel),
             }
         }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn pack(&self, _: usize, _: usize, _: usize, _: usize, _: &mut [f32]) {
+    unsafe fn pack(&self, _: Range<usize>, _: Range<usize>, _: &mut [f32]) {
         unreachable!("the AVX-512 products run on x86-64 only")
     }
-}
-
-/// The lane masks of the two 16-lane halves of a panel `width` columns wide.
-fn lanes(width: usize) -> [u16; 2] {
-    [0, 16].map(|half| match width.saturating_sub(half) {
-        0 => 0,
-        w if w >= 16 => 0xffff,
-        w => (1u16 << w) - 1,
-    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -84,22 +70,15 @@ impl PatchPanels<'_> {
     /// [`Panels::pack`] of the patch matrix: a term is an input channel's kernel tap, a column
     /// an output position.
     #[target_feature(enable = "avx512f")]
-    unsafe fn pack_taps(
-        &self,
-        first_term: usize,
-        terms: usize,
-        first_col: usize,
-        width: usize,
-        panel: &mut [f32],
-    ) {
+    unsafe fn pack_taps(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
         let g = self.geometry;
         let ([h, w], [kh, kw]) = (g.input, g.kernel);
         let plane = (h * w) as i32;
-        let [image, row, col] = self.columns(first_col, width).map(|lanes| {
+        let [image, row, col] = self.columns(cols.clone()).map(|lanes| {
             // SAFETY: 2 x 16 lanes of NR = 32 values.
             unsafe { [0, 16].map(|half| _mm512_loadu_si512(lanes[half..].as_ptr().cast())) }
         });
-        let lanes = lanes(width);
+        let lanes = masks(cols.len());
         // Per tap: each column's offset in its image's first channel, and whether it lies
         // inside the image (not in the padding, not past the panel's width).
         let taps: Vec<[(__m512i, __mmask16); 2]> = (0..kh * kw)
@@ -124,11 +103,8 @@ impl PatchPanels<'_> {
             })
             .collect();
         let base = self.block.as_ptr();
-        for term in 0..terms {
-            let (channel, tap) = (
-                (first_term + term) / taps.len(),
-                (first_term + term) % taps.len(),
-            );
+        for (term, row) in terms.enumerate() {
+            let (channel, tap) = (row / taps.len(), row % taps.len());
             let channel = _mm512_set1_epi32(channel as i32 * plane);
             for (half, &(offset, inside)) in taps[tap].iter().enumerate() {
                 // SAFETY: the lanes inside the image index the block (its images, channels and
@@ -150,21 +126,14 @@ impl PatchPanels<'_> {
     /// [`Panels::pack`] of the transposed patch matrix: a term is an output position, a
     /// column an input channel's kernel tap.
     #[target_feature(enable = "avx512f")]
-    unsafe fn pack_positions(
-        &self,
-        first_term: usize,
-        terms: usize,
-        first_col: usize,
-        width: usize,
-        panel: &mut [f32],
-    ) {
+    unsafe fn pack_positions(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
         let g = self.geometry;
         let ([h, w], [kh, kw], [ho, wo]) = (g.input, g.kernel, g.output());
         let (taps, plane) = (kh * kw, h * w);
         // Per column (input channel and tap): its offset from the input under the kernel's
         // first tap, and the tap's row and column.
         let mut columns = [[0i32; NR]; 3];
-        for (lane, col) in (first_col..first_col + width).enumerate() {
+        for (lane, col) in cols.clone().enumerate() {
             let (channel, tap) = (col / taps, col % taps);
             let (i, j) = (tap / kw * g.dilation[0], tap % kw * g.dilation[1]);
             columns[0][lane] = (channel * plane + i * w + j) as i32;
@@ -175,14 +144,13 @@ impl PatchPanels<'_> {
             // SAFETY: 2 x 16 lanes of NR = 32 values.
             unsafe { [0, 16].map(|half| _mm512_loadu_si512(lanes[half..].as_ptr().cast())) }
         });
-        let lanes = lanes(width);
+        let lanes = masks(cols.len());
         let inside = |v, size: usize| {
             _mm512_cmpge_epi32_mask(v, _mm512_setzero_si512())
                 & _mm512_cmplt_epi32_mask(v, _mm512_set1_epi32(size as i32))
         };
         let base = self.block.as_ptr();
-        for term in 0..terms {
-            let position = first_term + term;
+        for (term, position) in terms.enumerate() {
             let (image, position) = (position / (ho * wo), position % (ho * wo));
             let y = (position / wo * g.stride[0]) as i32 - g.padding[0] as i32;
             let x = (position % wo * g.stride[1]) as i32 - g.padding[1] as i32;
