@@ -8,9 +8,9 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::ConvGeometry;
 use std::ops::Range;
 
+use super::ConvGeometry;
 use super::avx512::{NR, Panels, masks};
 
 /// The patch matrix `[in_channels * kh * kw, images * ho * wo]` of a block of images
@@ -46,10 +46,23 @@ impl PatchPanels<'_> {
 impl Panels for PatchPanels<'_> {
     #[cfg(target_arch = "x86_64")]
     unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
-        // Gathers index the block with 32-bit offsets.
+        // Gathers index the block with 32-bit offsets, and only inside the matrix.
         assert!(self.block.len() <= i32::MAX as usize, "block too large");
         assert!(panel.len() >= terms.len() * NR && cols.len() <= NR);
         let terms = self.first_term + terms.start..self.first_term + terms.end;
+        let (image_len, _, positions) = self.geometry.lengths();
+        let shape = [
+            self.geometry.patch(),
+            self.block.len() / image_len * positions,
+        ];
+        let [rows, columns] = match self.transposed {
+            false => shape,
+            true => [shape[1], shape[0]],
+        };
+        assert!(
+            terms.end <= rows && cols.end <= columns,
+            "panel outside the matrix"
+        );
         // SAFETY: as this function's.
         unsafe {
             match self.transposed {
