@@ -780,6 +780,39 @@ mod tests {
         naive
     }
 
+    /// A convolution of three images: (in channels, out channels, h, w, kernel, stride,
+    /// padding, dilation).
+    type Shape = (
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+    );
+
+    /// The bit-for-bit tests' convolutions: each product on gemm's main path but the last
+    /// shape's weight gradient.
+    const PRODUCT_SHAPES: [Shape; 10] = [
+        (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
+        (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
+        (16, 24, 10, 10, [3, 3], [1, 1], [2, 2], [2, 2]),
+        (16, 32, 9, 9, [1, 1], [2, 2], [0, 0], [1, 1]),
+        (16, 32, 9, 9, [1, 1], [1, 1], [0, 0], [1, 1]),
+        (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
+        // Two images of 400 positions: the weight gradient's sum in two chunks.
+        (4, 16, 20, 20, [3, 3], [1, 1], [1, 1], [1, 1]),
+        // 576 terms: the forward pass's sum in two chunks.
+        (64, 20, 6, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
+        // 600 output channels: the input gradient's sum in two chunks.
+        (8, 600, 5, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
+        // One input channel: the weight gradient off gemm's main path (8 x 9 outputs) takes the
+        // forward pass's patch matrix.
+        (1, 8, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
+    ];
+
     /// A convolution of a batch of three images: (in channels, out channels, input size).
     fn three_images(
         (in_channels, out_channels, input): (usize, usize, [usize; 2]),
@@ -922,19 +955,7 @@ mod tests {
 
     #[test]
     fn the_weight_gradient_is_gemms_product_with_the_patch_matrix_bit_for_bit() {
-        let cases = [
-            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
-            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
-            (16, 24, 10, 10, [3, 3], [1, 1], [2, 2], [2, 2]),
-            (16, 32, 9, 9, [1, 1], [2, 2], [0, 0], [1, 1]),
-            (16, 32, 9, 9, [1, 1], [1, 1], [0, 0], [1, 1]),
-            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
-            // Two images of 400 positions: a sum in two chunks.
-            (4, 16, 20, 20, [3, 3], [1, 1], [1, 1], [1, 1]),
-            // Off gemm's main path (8 x 9 outputs): the forward pass's patch matrix.
-            (1, 8, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
-        ];
-        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in PRODUCT_SHAPES {
             let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
             let (image_len, output_len, _) = geometry.lengths();
             let x = values(3 * image_len, 1);
@@ -1006,16 +1027,7 @@ mod tests {
             );
             return;
         }
-        let cases = [
-            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
-            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
-            (16, 24, 10, 10, [3, 3], [1, 1], [2, 2], [2, 2]),
-            (16, 32, 9, 9, [1, 1], [2, 2], [0, 0], [1, 1]),
-            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
-            // 576 terms: a sum in two chunks.
-            (64, 20, 6, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
-        ];
-        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in PRODUCT_SHAPES {
             let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
             let (image_len, _, positions) = geometry.lengths();
             let x = values(3 * image_len, 1);
@@ -1037,15 +1049,7 @@ mod tests {
     #[test]
     fn the_input_gradient_is_gemms_product_bit_for_bit() {
         let never = |_: usize, _: usize, _: usize| false;
-        let cases = [
-            (16, 24, 9, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
-            (16, 24, 9, 9, [3, 3], [2, 2], [1, 1], [1, 1]),
-            (16, 32, 9, 9, [1, 1], [1, 1], [0, 0], [1, 1]),
-            (3, 16, 15, 13, [7, 7], [2, 2], [3, 3], [1, 1]),
-            // 600 output channels: a sum in two chunks.
-            (8, 600, 5, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
-        ];
-        for (cin, cout, h, w, kernel, stride, padding, dilation) in cases {
+        for (cin, cout, h, w, kernel, stride, padding, dilation) in PRODUCT_SHAPES {
             let geometry = three_images((cin, cout, [h, w]), kernel, stride, padding, dilation);
             let (image_len, output_len, positions) = geometry.lengths();
             let x = values(3 * image_len, 1);
