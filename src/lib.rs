@@ -3,6 +3,7 @@
 //! The modules follow the data flow: matrix -> schedule -> train (data, model, loss) -> eval
 //! -> store -> report.
 
+pub mod allocator;
 pub mod check;
 pub mod data;
 pub mod error;

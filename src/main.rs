@@ -9,6 +9,7 @@ use agml::progress::Progress;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    agml::allocator::keep_freed_memory();
     // Output piped into `head` and the like ends quietly when the reader goes, as with every
     // Unix tool (Rust ignores SIGPIPE, and printing to the closed pipe would panic).
     // SAFETY: restores the signal's default disposition before any thread starts.

@@ -99,6 +99,8 @@ fn usage_error(message: &str) -> ! {
 }
 
 fn main() {
+    // As `agml`'s main does: the evaluation and loader run in this process, as in a run.
+    agml::allocator::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("bench: {e:#}");
         std::process::exit(1);

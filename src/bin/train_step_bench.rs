@@ -63,6 +63,8 @@ fn config(args: &Args) -> RunConfig {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As `agml`'s main does: the step runs with the same malloc settings.
+    agml::allocator::keep_freed_memory();
     // Where `agml run` trains a cell: on a worker of rayon's pool.
     on_worker(run)
 }
