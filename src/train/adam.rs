@@ -1,11 +1,12 @@
-//! Adam as burn's `Adam` computes it, in one pass over each parameter on flex.
+//! Adam as burn's `Adam` computes it, in one pass over each parameter on a CPU.
 //!
 //! burn composes the update of a dozen tensor operations (weight decay, both moments, the bias
 //! corrections, the step), each a pass over the parameter and several into fresh buffers: a
 //! tenth of a flex ResNet-18 step. [`FusedAdam`] keeps burn's state (`AdamState`, so
 //! checkpoints are unchanged) and its f32 operations in their order for every element, so the
-//! results are the same bits; on flex they run in one pass ([`NativeAdam`] for `Flex`), on other
-//! backends as burn's operations (the trait's default body).
+//! results are the same bits; on flex and on tch's CPU they run in one pass ([`NativeAdam`]
+//! for `Flex` and `LibTorch`: a tenth of a tch ResNet-18 step took fifteen libtorch kernels),
+//! on a GPU as burn's operations (the trait's default body).
 // burn marks its LibTorch backend deprecated; agml's tch backend is built on it.
 #![cfg_attr(feature = "tch", allow(deprecated))]
 
@@ -42,41 +43,121 @@ pub trait NativeAdam: Backend {
         moment_2: FloatTensor<Self>,
         step: AdamStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        // burn's `Adam::step` and `AdaptiveMomentum::transform`, operation for operation.
-        let grad = match step.weight_decay {
-            Some(penalty) => {
-                Self::float_add(Self::float_mul_scalar(param.clone(), penalty.into()), grad)
-            }
-            None => grad,
-        };
-        let (f1, f2) = (1.0 - step.beta_1, 1.0 - step.beta_2);
-        let decayed_1 = Self::float_mul_scalar(grad.clone(), f1.into());
-        let decayed_2 = Self::float_mul_scalar(Self::float_powi_scalar(grad, 2.into()), f2.into());
-        let (moment_1, moment_2) = if step.first {
-            (decayed_1, decayed_2)
-        } else {
-            (
-                Self::float_add(
-                    Self::float_mul_scalar(moment_1, step.beta_1.into()),
-                    decayed_1,
-                ),
-                Self::float_add(
-                    Self::float_mul_scalar(moment_2, step.beta_2.into()),
-                    decayed_2,
-                ),
-            )
-        };
-        let update = Self::float_div(
-            Self::float_mul_scalar(moment_1.clone(), step.combined_factor.into()),
-            Self::float_add_scalar(Self::float_sqrt(moment_2.clone()), step.epsilon.into()),
-        );
-        let delta = Self::float_mul_scalar(update, step.lr.into());
-        (Self::float_sub(param, delta), moment_1, moment_2)
+        burns_adam_update::<Self>(param, grad, moment_1, moment_2, step)
     }
 }
 
+/// burn's `Adam::step` and `AdaptiveMomentum::transform`, operation for operation, each a pass
+/// over the parameter.
+fn burns_adam_update<B: Backend>(
+    param: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    moment_1: FloatTensor<B>,
+    moment_2: FloatTensor<B>,
+    step: AdamStep,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let grad = match step.weight_decay {
+        Some(penalty) => B::float_add(B::float_mul_scalar(param.clone(), penalty.into()), grad),
+        None => grad,
+    };
+    let (f1, f2) = (1.0 - step.beta_1, 1.0 - step.beta_2);
+    let decayed_1 = B::float_mul_scalar(grad.clone(), f1.into());
+    let decayed_2 = B::float_mul_scalar(B::float_powi_scalar(grad, 2.into()), f2.into());
+    let (moment_1, moment_2) = if step.first {
+        (decayed_1, decayed_2)
+    } else {
+        (
+            B::float_add(B::float_mul_scalar(moment_1, step.beta_1.into()), decayed_1),
+            B::float_add(B::float_mul_scalar(moment_2, step.beta_2.into()), decayed_2),
+        )
+    };
+    let update = B::float_div(
+        B::float_mul_scalar(moment_1.clone(), step.combined_factor.into()),
+        B::float_add_scalar(B::float_sqrt(moment_2.clone()), step.epsilon.into()),
+    );
+    let delta = B::float_mul_scalar(update, step.lr.into());
+    (B::float_sub(param, delta), moment_1, moment_2)
+}
+
+/// The same update as [`burns_adam_update`], element by element in one pass: each element's f32
+/// operations in burn's order, so the same bits.
+fn update_in_place(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], step: AdamStep) {
+    let (f1, f2) = (1.0 - step.beta_1, 1.0 - step.beta_2);
+    // Every element on its own, so any split gives the same bits.
+    const CHUNK: usize = 1 << 14;
+    p.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(g.par_chunks(CHUNK))
+        .for_each(|(((p, m), v), g)| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                let g = match step.weight_decay {
+                    Some(penalty) => *p * penalty + g,
+                    None => g,
+                };
+                let (decayed_1, decayed_2) = (g * f1, (g * g) * f2);
+                if step.first {
+                    (*m, *v) = (decayed_1, decayed_2);
+                } else {
+                    *m = *m * step.beta_1 + decayed_1;
+                    *v = *v * step.beta_2 + decayed_2;
+                }
+                let update = (*m * step.combined_factor) / (v.sqrt() + step.epsilon);
+                *p -= update * step.lr;
+            }
+        });
+}
+
 #[cfg(feature = "tch")]
-impl NativeAdam for burn::backend::LibTorch {}
+impl NativeAdam for burn::backend::LibTorch {
+    fn adam_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        step: AdamStep,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        use burn::backend::libtorch::TchTensor;
+        use tch::{Device, Kind};
+
+        let in_memory =
+            |t: &TchTensor| t.tensor.device() == Device::Cpu && t.tensor.kind() == Kind::Float;
+        if ![&param, &grad, &moment_1, &moment_2]
+            .into_iter()
+            .all(in_memory)
+        {
+            // On a GPU: libtorch's kernels, one per operation.
+            return burns_adam_update::<Self>(param, grad, moment_1, moment_2, step);
+        }
+        // Updated in place where the optimiser holds the only reference (a copy otherwise).
+        let writable = |t: TchTensor| {
+            if t.can_mut() && t.tensor.is_contiguous() {
+                return t;
+            }
+            let mut copy = tch::Tensor::empty(t.tensor.size(), (Kind::Float, Device::Cpu));
+            copy.copy_(&t.tensor);
+            TchTensor::new(copy)
+        };
+        let grad = grad.tensor.contiguous();
+        let [param, moment_1, moment_2] = [param, moment_1, moment_2].map(writable);
+        let n = grad.numel();
+        if n > 0 {
+            // SAFETY: four contiguous f32 CPU tensors of n elements; the three written ones
+            // are each the only holder of their storage (`writable`), so no slice aliases.
+            let slice = |t: &tch::Tensor| unsafe {
+                std::slice::from_raw_parts_mut(t.data_ptr().cast::<f32>(), n)
+            };
+            let grad = unsafe { std::slice::from_raw_parts(grad.data_ptr().cast::<f32>(), n) };
+            let (p, m, v) = (
+                slice(&param.tensor),
+                slice(&moment_1.tensor),
+                slice(&moment_2.tensor),
+            );
+            update_in_place(p, m, v, grad, step);
+        }
+        (param, moment_1, moment_2)
+    }
+}
 
 impl NativeAdam for Flex {
     fn adam_update(
@@ -96,30 +177,7 @@ impl NativeAdam for Flex {
             values_mut(&mut moment_1),
             values_mut(&mut moment_2),
         );
-        let (f1, f2) = (1.0 - step.beta_1, 1.0 - step.beta_2);
-        // Every element on its own, so any split gives the same bits.
-        const CHUNK: usize = 1 << 14;
-        p.par_chunks_mut(CHUNK)
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(((p, m), v), g)| {
-                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                    let g = match step.weight_decay {
-                        Some(penalty) => *p * penalty + g,
-                        None => g,
-                    };
-                    let (decayed_1, decayed_2) = (g * f1, (g * g) * f2);
-                    if step.first {
-                        (*m, *v) = (decayed_1, decayed_2);
-                    } else {
-                        *m = *m * step.beta_1 + decayed_1;
-                        *v = *v * step.beta_2 + decayed_2;
-                    }
-                    let update = (*m * step.combined_factor) / (v.sqrt() + step.epsilon);
-                    *p -= update * step.lr;
-                }
-            });
+        update_in_place(p, m, v, g, step);
         (param, moment_1, moment_2)
     }
 }
