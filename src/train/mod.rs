@@ -6,6 +6,7 @@ pub mod best;
 pub mod config;
 pub mod device;
 pub(crate) mod embed;
+pub mod keep_awake;
 pub mod optim;
 pub mod protocol;
 pub mod record;

@@ -41,6 +41,8 @@ pub struct Trainer {
     config: RunConfig,
     /// An autodiff device.
     device: Device,
+    /// Whether steps keep the processors awake (keep_awake.rs).
+    keep_awake: bool,
     // Options only between an optimiser step taking a module and giving it back.
     model: Option<Embedder>,
     criterion: Option<MetricLoss>,
@@ -99,6 +101,7 @@ impl Trainer {
             groups,
             model: Some(model),
             criterion: Some(criterion),
+            keep_awake: super::keep_awake::wanted_on(&device),
             device,
         })
     }
@@ -130,6 +133,7 @@ impl Trainer {
         labels: &[usize],
         triplets: Option<&[Vec<MarginTriplet>]>,
     ) -> anyhow::Result<Losses> {
+        let _awake = self.keep_awake.then(super::keep_awake::while_stepping);
         let model = self.model.take().expect("a model between steps");
         let criterion = self.criterion.take().expect("a loss between steps");
         let output = model.forward(images);
