@@ -80,28 +80,51 @@ fn burns_adam_update<B: Backend>(
 }
 
 /// The same update as [`burns_adam_update`], element by element in one pass: each element's f32
-/// operations in burn's order, so the same bits.
-fn update_in_place(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], step: AdamStep) {
+/// operations in burn's order, so the same bits. Without `params` only the moments (libtorch's
+/// square root is not IEEE's: tch takes it from libtorch, then [`step_params`]).
+fn update_in_place(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    step: AdamStep,
+    params: bool,
+) {
+    // One loop per case, without branches, so that the compiler vectorises it (with the
+    // branches inside it ran one element at a time).
+    match (step.weight_decay, step.first) {
+        (Some(penalty), false) => in_chunks::<true, false>(p, m, v, g, step, penalty, params),
+        (Some(penalty), true) => in_chunks::<true, true>(p, m, v, g, step, penalty, params),
+        (None, false) => in_chunks::<false, false>(p, m, v, g, step, 0.0, params),
+        (None, true) => in_chunks::<false, true>(p, m, v, g, step, 0.0, params),
+    }
+}
+
+fn in_chunks<const DECAY: bool, const FIRST: bool>(
+    p: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    step: AdamStep,
+    penalty: f32,
+    params: bool,
+) {
     // Every element on its own, so any split gives the same bits.
     const CHUNK: usize = 1 << 14;
     p.par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .zip(g.par_chunks(CHUNK))
-        .for_each(|(((p, m), v), g)| match (step.weight_decay, step.first) {
-            // One loop per case, without branches, so that the compiler vectorises it (with
-            // the branches inside it ran one element at a time).
-            (Some(penalty), false) => update_chunk::<true, false>(p, m, v, g, step, penalty),
-            (Some(penalty), true) => update_chunk::<true, true>(p, m, v, g, step, penalty),
-            (None, false) => update_chunk::<false, false>(p, m, v, g, step, 0.0),
-            (None, true) => update_chunk::<false, true>(p, m, v, g, step, 0.0),
+        .for_each(|(((p, m), v), g)| match params {
+            true => update_chunk::<DECAY, FIRST, true>(p, m, v, g, step, penalty),
+            false => update_chunk::<DECAY, FIRST, false>(p, m, v, g, step, penalty),
         });
 }
 
-/// [`update_in_place`] on one chunk: `DECAY` with the L2 `penalty`, `FIRST` from zero moments.
-/// (Not inlined: a profile names it.)
+/// [`update_in_place`] on one chunk: `DECAY` with the L2 `penalty`, `FIRST` from zero moments,
+/// `PARAMS` the parameters too. (Not inlined: a profile names it.)
 #[inline(never)]
-fn update_chunk<const DECAY: bool, const FIRST: bool>(
+fn update_chunk<const DECAY: bool, const FIRST: bool, const PARAMS: bool>(
     p: &mut [f32],
     m: &mut [f32],
     v: &mut [f32],
@@ -129,9 +152,27 @@ fn update_chunk<const DECAY: bool, const FIRST: bool>(
             m[i] = m[i] * beta_1 + decayed_1;
             v[i] = v[i] * beta_2 + decayed_2;
         }
-        let update = (m[i] * combined_factor) / (v[i].sqrt() + epsilon);
-        p[i] -= update * lr;
+        if PARAMS {
+            let update = (m[i] * combined_factor) / (v[i].sqrt() + epsilon);
+            p[i] -= update * lr;
+        }
     }
+}
+
+/// The parameters' step of [`update_in_place`] with the second moments' square roots given.
+#[cfg(feature = "tch")]
+fn step_params(p: &mut [f32], m: &[f32], root: &[f32], step: AdamStep) {
+    const CHUNK: usize = 1 << 14;
+    p.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks(CHUNK))
+        .zip(root.par_chunks(CHUNK))
+        .for_each(|((p, m), root)| {
+            let (m, root) = (&m[..p.len()], &root[..p.len()]);
+            for i in 0..p.len() {
+                let update = (m[i] * step.combined_factor) / (root[i] + step.epsilon);
+                p[i] -= update * step.lr;
+            }
+        });
 }
 
 #[cfg(feature = "tch")]
@@ -179,7 +220,13 @@ impl NativeAdam for burn::backend::LibTorch {
                 slice(&moment_1.tensor),
                 slice(&moment_2.tensor),
             );
-            update_in_place(p, m, v, grad, step);
+            update_in_place(p, &mut *m, &mut *v, grad, step, false);
+            // libtorch's square root, as burn's Adam takes it (not correctly rounded: it is
+            // SLEEF's or MKL's, so the loop's own would change the bits).
+            let roots = moment_2.tensor.sqrt();
+            // SAFETY: a fresh contiguous f32 tensor of n elements, alive to the block's end.
+            let root = unsafe { std::slice::from_raw_parts(roots.data_ptr().cast::<f32>(), n) };
+            step_params(p, m, root, step);
         }
         (param, moment_1, moment_2)
     }
@@ -203,7 +250,7 @@ impl NativeAdam for Flex {
             values_mut(&mut moment_1),
             values_mut(&mut moment_2),
         );
-        update_in_place(p, m, v, g, step);
+        update_in_place(p, m, v, g, step, true);
         (param, moment_1, moment_2)
     }
 }
