@@ -1,12 +1,13 @@
-//! Adam as burn's `Adam` computes it, in one pass over each parameter on a CPU.
+//! Adam as burn's `Adam` computes it, in one or two passes over each parameter on a CPU.
 //!
 //! burn composes the update of a dozen tensor operations (weight decay, both moments, the bias
 //! corrections, the step), each a pass over the parameter and several into fresh buffers: a
 //! tenth of a flex ResNet-18 step. [`FusedAdam`] keeps burn's state (`AdamState`, so
 //! checkpoints are unchanged) and its f32 operations in their order for every element, so the
-//! results are the same bits; on flex and on tch's CPU they run in one pass ([`NativeAdam`]
-//! for `Flex` and `LibTorch`: a tenth of a tch ResNet-18 step took fifteen libtorch kernels),
-//! on a GPU as burn's operations (the trait's default body).
+//! results are the same bits: on flex in one pass, on tch's CPU in two around libtorch's own
+//! square root ([`NativeAdam`] for `Flex` and `LibTorch`; burn's fifteen libtorch kernels a
+//! parameter were 12 % of a tch ResNet-18 step), on a GPU as burn's operations (the trait's
+//! default body).
 // burn marks its LibTorch backend deprecated; agml's tch backend is built on it.
 #![cfg_attr(feature = "tch", allow(deprecated))]
 
@@ -187,11 +188,11 @@ impl NativeAdam for burn::backend::LibTorch {
         use burn::backend::libtorch::TchTensor;
         use tch::{Device, Kind};
 
-        let in_memory =
+        let cpu_f32 =
             |t: &TchTensor| t.tensor.device() == Device::Cpu && t.tensor.kind() == Kind::Float;
         if ![&param, &grad, &moment_1, &moment_2]
             .into_iter()
-            .all(in_memory)
+            .all(cpu_f32)
         {
             // On a GPU: libtorch's kernels, one per operation.
             return burns_adam_update::<Self>(param, grad, moment_1, moment_2, step);
