@@ -101,6 +101,10 @@ fn update_in_place(
     }
 }
 
+/// Elements a task of the parallel loops updates (every element on its own, so any split gives
+/// the same bits).
+const CHUNK: usize = 1 << 14;
+
 fn in_chunks<const DECAY: bool, const FIRST: bool>(
     p: &mut [f32],
     m: &mut [f32],
@@ -110,8 +114,6 @@ fn in_chunks<const DECAY: bool, const FIRST: bool>(
     penalty: f32,
     params: bool,
 ) {
-    // Every element on its own, so any split gives the same bits.
-    const CHUNK: usize = 1 << 14;
     p.par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
@@ -136,14 +138,7 @@ fn update_chunk<const DECAY: bool, const FIRST: bool, const PARAMS: bool>(
     let n = p.len();
     let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
     let (f1, f2) = (1.0 - step.beta_1, 1.0 - step.beta_2);
-    let AdamStep {
-        lr,
-        beta_1,
-        beta_2,
-        epsilon,
-        combined_factor,
-        ..
-    } = step;
+    let (beta_1, beta_2) = (step.beta_1, step.beta_2);
     for i in 0..n {
         let g = if DECAY { p[i] * penalty + g[i] } else { g[i] };
         let (decayed_1, decayed_2) = (g * f1, (g * g) * f2);
@@ -154,24 +149,29 @@ fn update_chunk<const DECAY: bool, const FIRST: bool, const PARAMS: bool>(
             v[i] = v[i] * beta_2 + decayed_2;
         }
         if PARAMS {
-            let update = (m[i] * combined_factor) / (v[i].sqrt() + epsilon);
-            p[i] -= update * lr;
+            p[i] = stepped(p[i], m[i], v[i].sqrt(), &step);
         }
     }
+}
+
+/// The parameter after the step from its first moment and the square root of its second:
+/// burn's last operations, in their order.
+#[inline(always)]
+fn stepped(p: f32, m: f32, root: f32, step: &AdamStep) -> f32 {
+    let update = (m * step.combined_factor) / (root + step.epsilon);
+    p - update * step.lr
 }
 
 /// The parameters' step of [`update_in_place`] with the second moments' square roots given.
 #[cfg(feature = "tch")]
 fn step_params(p: &mut [f32], m: &[f32], root: &[f32], step: AdamStep) {
-    const CHUNK: usize = 1 << 14;
     p.par_chunks_mut(CHUNK)
         .zip(m.par_chunks(CHUNK))
         .zip(root.par_chunks(CHUNK))
         .for_each(|((p, m), root)| {
             let (m, root) = (&m[..p.len()], &root[..p.len()]);
             for i in 0..p.len() {
-                let update = (m[i] * step.combined_factor) / (root[i] + step.epsilon);
-                p[i] -= update * step.lr;
+                p[i] = stepped(p[i], m[i], root[i], &step);
             }
         });
 }
