@@ -11,6 +11,7 @@ pub mod eval;
 pub mod loss;
 pub mod matrix;
 pub mod model;
+pub mod products;
 pub mod progress;
 pub mod report;
 pub mod schedule;

@@ -31,7 +31,7 @@
 //!
 //! Usage: `bench --help`; the internal
 //! `bench eval-child E.npy L.npy` measures agml's side in a process of its own (clean RSS), and
-//! `bench eval-data DIR` writes the evaluation benchmark's embeddings.
+//! `bench eval-data DIR` and `bench sop-data DIR` write the evaluation benchmarks' embeddings.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -113,12 +113,9 @@ fn run() -> anyhow::Result<()> {
         Some("eval-child") => return eval_child(&args[1..]),
         // k-means of stored embeddings with k = their classes: seconds, inertia, NMI, F1.
         Some("cluster-child") => return cluster_child(Path::new(&args[1]), Path::new(&args[2])),
-        // The benchmark's embeddings, to time by hand: `bench eval-data DIR`.
-        Some("eval-data") => {
-            let (e, l) = eval_data(Path::new(&args[1]))?;
-            println!("{} {}", e.display(), l.display());
-            return Ok(());
-        }
+        // The benchmarks' embeddings, to time by hand: `bench eval-data DIR` (then `bench
+        // eval-child E L`), `bench sop-data DIR` (then `bench eval-child E L all`).
+        Some(kind @ ("eval-data" | "sop-data")) => return print_data(kind, Path::new(&args[1])),
         _ => {}
     }
     check_flags(&args);
@@ -251,6 +248,19 @@ fn eval_data(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 /// agml's side of an evaluation line: retrieval metrics (leave-one-out, or against the
 /// gallery `G.npy GL.npy` when given), and with `all` NMI and F1 of the queries too.
+/// Writes the retrieval line's embeddings (`eval-data`) or the SOP-shaped ones (`sop-data`) into
+/// `dir` and prints their paths.
+fn print_data(kind: &str, dir: &Path) -> anyhow::Result<()> {
+    let write = if kind == "eval-data" {
+        eval_data
+    } else {
+        sop_data
+    };
+    let (e, l) = write(dir)?;
+    println!("{} {}", e.display(), l.display());
+    Ok(())
+}
+
 fn eval_child(args: &[String]) -> anyhow::Result<()> {
     let read = |e: &String, l: &String| -> anyhow::Result<(Vec<f32>, usize, Vec<usize>)> {
         let (data, dim) = agml::eval::evaluate::read_embeddings(Path::new(e))?;

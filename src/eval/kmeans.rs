@@ -18,7 +18,7 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::knn::dot_block;
+use super::knn::{Left, Right, dot};
 
 /// Lloyd iterations at most (AccuracyCalculator's `niter=20`); they stop early once no point
 /// changes cluster.
@@ -199,12 +199,13 @@ impl Assignment {
         let dim = points.dim;
         let k = centroids.len() / dim;
         let bounds = Bounds::of(centroids, dim);
+        let right = Right::new(centroids, dim);
         let found: Vec<(usize, f32, f32)> = which
             .par_chunks(BLOCK)
             .flat_map_iter(|block| {
                 let rows: Vec<f32> = block.iter().flat_map(|&i| points.row(i).to_vec()).collect();
                 let mut products = vec![0f32; block.len() * k];
-                dot_block(&rows, centroids, dim, &mut products);
+                dot(&Left::new(&rows, dim), &right, &mut products);
                 let nearest: Vec<(usize, f32, f32)> = block
                     .iter()
                     .zip(products.chunks(k))
@@ -318,6 +319,7 @@ fn nearest_of(points: &Points, centroids: &[f32], which: &[usize], cluster: &[us
         .flat_map(|&c| centroids[c * dim..(c + 1) * dim].to_vec())
         .collect();
     let bounds = Bounds::of(&chosen, dim);
+    let right = Right::new(&chosen, dim);
     let m = which.len();
     points
         .data
@@ -325,7 +327,7 @@ fn nearest_of(points: &Points, centroids: &[f32], which: &[usize], cluster: &[us
         .enumerate()
         .flat_map_iter(|(b, block)| {
             let mut products = vec![0f32; block.len() / dim * m];
-            dot_block(block, &chosen, dim, &mut products);
+            dot(&Left::new(block, dim), &right, &mut products);
             let nearest: Vec<f32> = products
                 .chunks(m)
                 .enumerate()

@@ -7,9 +7,12 @@
 //! symmetric, so each tile above the diagonal is computed once and feeds the neighbour lists
 //! of its rows and of its columns ([`map_self_neighbourhoods`]).
 
+use std::ops::Range;
 use std::sync::Mutex;
 
-use gemm::{Parallelism, gemm};
+use crate::products::{
+    Threads, View, all_on_avx512, avx512, product_in_chunks, product_on_this_thread,
+};
 use rayon::prelude::*;
 
 /// Row-major `[rows, dim]` vectors.
@@ -47,40 +50,73 @@ impl<'a> Vectors<'a> {
     }
 }
 
-/// `out[b, n] = queries[b, d] . references[n, d]^T`.
-pub(crate) fn dot_block(queries: &[f32], references: &[f32], dim: usize, out: &mut [f32]) {
-    scaled_products(queries, references, dim, out, 0.0, 1.0);
+/// Row-major vectors as the left operand (`a` in `a . b^T`) of products with one right operand
+/// or several: copied once into the AVX-512 tiles' order where they take the products.
+pub(crate) struct Left<'a> {
+    rows: View<'a>,
+    packed: Option<avx512::Tiles>,
 }
 
-/// `out = keep * out + scale * a . b^T` for row-major `a` `[m, dim]` and `b` `[n, dim]` (out is
-/// not read when `keep` is 0).
-fn scaled_products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32], keep: f32, scale: f32) {
-    let (m, n) = (a.len() / dim, b.len() / dim);
-    assert_eq!(out.len(), m * n);
-    // SAFETY: the three buffers hold m*dim, n*dim and m*n f32 values, and the strides below
-    // address exactly those row-major layouts (rhs is `b` read transposed).
-    unsafe {
-        gemm(
-            m,
-            n,
-            dim,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            keep != 0.0,
-            a.as_ptr(),
-            1,
-            dim as isize,
-            b.as_ptr(),
-            dim as isize,
-            1,
-            keep,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
+impl<'a> Left<'a> {
+    /// `rows`, `dim` values each.
+    pub(crate) fn new(rows: &'a [f32], dim: usize) -> Self {
+        let (rows, packed) = operand(rows, dim, |transposed, count| {
+            avx512::Tiles::pack(transposed.t().strided(0), (count, dim))
+        });
+        Self { rows, packed }
+    }
+}
+
+/// Row-major vectors as the right operand (`b` in `a . b^T`) of products with one left operand
+/// or several: copied once in the order the AVX-512 tiles read a right operand (transposed,
+/// `dim x rows`, in panels) where they take the products.
+pub(crate) struct Right<'a> {
+    rows: View<'a>,
+    panels: Option<avx512::PackedPanels>,
+}
+
+impl<'a> Right<'a> {
+    /// `rows`, `dim` values each.
+    pub(crate) fn new(rows: &'a [f32], dim: usize) -> Self {
+        let (rows, panels) = operand(rows, dim, |transposed, count| {
+            avx512::PackedPanels::pack(&transposed.strided(0), (dim, count))
+        });
+        Self { rows, panels }
+    }
+}
+
+/// `rows` as a `count x dim` matrix, and `pack(their transpose, count)` where the AVX-512
+/// tiles take the products.
+fn operand<'a, T>(
+    rows: &'a [f32],
+    dim: usize,
+    pack: impl FnOnce(View, usize) -> T,
+) -> (View<'a>, Option<T>) {
+    let count = rows.len() / dim;
+    let packed = on_avx512(dim).then(|| pack(View::new(&transposed(rows, dim), dim, count), count));
+    (View::new(rows, count, dim), packed)
+}
+
+/// Whether the AVX-512 tiles take this CPU's products of [`TILE`] x [`TILE`] vectors of `dim`
+/// values: then operands are packed for them.
+fn on_avx512(dim: usize) -> bool {
+    all_on_avx512(TILE, TILE, dim)
+}
+
+/// `out[i, j] = a_i . b_j`, rounded the same on every machine ([`crate::products`]): from the
+/// packed operands where the AVX-512 tiles take the product (the same sums), the rows
+/// otherwise.
+pub(crate) fn dot(a: &Left, b: &Right, out: &mut [f32]) {
+    let (m, n, dim) = (a.rows.rows, b.rows.rows, a.rows.cols);
+    assert_eq!(b.rows.cols, dim, "operands differ in dimension");
+    assert_eq!(out.len(), m * n, "destination size");
+    match (&a.packed, &b.panels) {
+        (Some(packed), Some(panels)) if all_on_avx512(m, n, dim) => {
+            product_in_chunks(out, (m, dim), false, Threads::One, |start| {
+                (avx512::Left::Tiles(packed, start), panels.from_term(start))
+            });
+        }
+        _ => product_on_this_thread(out, a.rows, b.rows.t(), false),
     }
 }
 
@@ -108,34 +144,27 @@ where
         queries.dim, references.dim,
         "queries and references differ in dimension"
     );
-    let dim = queries.dim;
-    let n = references.len();
-    let query_norms = queries.squared_norms();
-    let reference_norms = references.squared_norms();
-    let tiles: Vec<usize> = (0..queries.len()).step_by(TILE).collect();
+    let (count, n) = (queries.len(), references.len());
+    let (queries, references) = (Tiled::new(queries), Tiled::new(references).with_panels());
+    let tiles: Vec<usize> = (0..count).step_by(TILE).collect();
     let per_tile: Vec<Vec<T>> = tiles
         .into_par_iter()
         .map_init(
             || (Vec::new(), Vec::new()),
             |(tile, mask): &mut (Vec<f32>, Vec<u64>), start| {
-                let rows = start..(start + TILE).min(queries.len());
+                let rows = start..(start + TILE).min(count);
                 let mut lists = TileLists::new(
                     rows.clone()
                         .map(|q| depth(q).min(n - usize::from(exclude_self && q < n)))
                         .collect(),
                 );
+                let left = queries.left(rows.clone());
                 for first in (0..n).step_by(TILE) {
                     let cols = first..(first + TILE).min(n);
                     let w = cols.len();
                     tile.resize(rows.len() * w, 0.0);
-                    distance_block(
-                        &queries.data[rows.start * dim..rows.end * dim],
-                        &query_norms[rows.clone()],
-                        &references.data[cols.start * dim..cols.end * dim],
-                        &reference_norms[cols.clone()],
-                        dim,
-                        tile,
-                    );
+                    let a = (&queries, rows.clone(), &left);
+                    distance_block(a, (&references, cols.clone()), tile);
                     for (r, q) in rows.clone().enumerate() {
                         let skip = (exclude_self && cols.contains(&q)).then(|| q - first);
                         lists.offer_row(r, &tile[r * w..(r + 1) * w], first, skip, mask);
@@ -328,24 +357,85 @@ fn set_bits(mask: &[u64]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
-/// `out[i, j] = |a_i - b_j|^2` for row-major `a` (m rows) and `b` (n rows), from their squared
-/// norms: the norms are written first and the product is subtracted inside the gemm.
-fn distance_block(
-    a: &[f32],
-    a_norms: &[f32],
-    b: &[f32],
-    b_norms: &[f32],
-    dim: usize,
-    out: &mut [f32],
-) {
-    let (m, n) = (a_norms.len(), b_norms.len());
-    assert_eq!(out.len(), m * n);
-    for (row, &na) in out.chunks_mut(n).zip(a_norms) {
-        for (o, &nb) in row.iter_mut().zip(b_norms) {
-            *o = na + nb;
+/// Points as the distance products read them, tile by tile of [`TILE`]: as right operands
+/// (packed once) where `with_panels`, as left operands tile by tile ([`Tiled::left`]).
+struct Tiled<'a> {
+    points: Vectors<'a>,
+    norms: Vec<f32>,
+    right: Vec<Right<'a>>,
+}
+
+impl<'a> Tiled<'a> {
+    fn new(points: Vectors<'a>) -> Self {
+        Self {
+            norms: points.squared_norms(),
+            points,
+            right: Vec::new(),
         }
     }
-    scaled_products(a, b, dim, out, 1.0, -2.0);
+
+    /// These points with each tile a right operand.
+    fn with_panels(self) -> Self {
+        let (points, dim) = (self.points, self.points.dim);
+        let starts: Vec<usize> = (0..points.len()).step_by(TILE).collect();
+        let right = starts
+            .into_par_iter()
+            .map(|start| Right::new(self.rows(start..(start + TILE).min(points.len())), dim))
+            .collect();
+        Self { right, ..self }
+    }
+
+    /// The values of the points `range`.
+    fn rows(&self, range: Range<usize>) -> &'a [f32] {
+        let dim = self.points.dim;
+        &self.points.data[range.start * dim..range.end * dim]
+    }
+
+    /// The points `range` (a whole tile) as a left operand.
+    fn left(&self, range: Range<usize>) -> Left<'a> {
+        Left::new(self.rows(range), self.points.dim)
+    }
+
+    /// The whole tile `range` (from a multiple of [`TILE`] to its end) as a right operand.
+    fn right(&self, range: Range<usize>) -> &Right<'a> {
+        let right = &self.right[range.start / TILE];
+        assert_eq!(right.rows.rows, range.len(), "a whole tile");
+        right
+    }
+}
+
+/// `rows` (row-major, `dim` values each) transposed: `dim x rows`.
+fn transposed(rows: &[f32], dim: usize) -> Vec<f32> {
+    let count = rows.len() / dim;
+    let mut out = vec![0f32; rows.len()];
+    // Blocks of 16 x 16 keep both sides' cache lines in use.
+    for r0 in (0..count).step_by(16) {
+        for d0 in (0..dim).step_by(16) {
+            for d in d0..(d0 + 16).min(dim) {
+                for r in r0..(r0 + 16).min(count) {
+                    out[d * count + r] = rows[r * dim + d];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `out[i, j] = |a_i - b_j|^2` for the points `rows` of `a` and `cols` of `b`, from their
+/// squared norms: `(|a_i|^2 + |b_j|^2) - 2 a_i . b_j`, one rounding after the product (as
+/// gemm's `dst + beta * product` with the norms in dst: multiplying by 2 is exact).
+fn distance_block(
+    (a, rows, left): (&Tiled, Range<usize>, &Left),
+    (b, cols): (&Tiled, Range<usize>),
+    out: &mut [f32],
+) {
+    dot(left, b.right(cols.clone()), out);
+    let (a_norms, b_norms) = (&a.norms[rows], &b.norms[cols]);
+    for (row, &na) in out.chunks_mut(b_norms.len()).zip(a_norms) {
+        for (o, &nb) in row.iter_mut().zip(b_norms) {
+            *o = (na + nb) - 2.0 * *o;
+        }
+    }
 }
 
 /// Leave-one-out neighbourhoods of `points` against themselves: the same answer as
@@ -362,42 +452,43 @@ where
     if candidate_bytes > SELF_CANDIDATE_BYTES {
         return map_neighbourhoods(points, points, true, |q| depths[q], visit);
     }
-    let dim = points.dim;
-    let norms = points.squared_norms();
+    let tiled = Tiled::new(points).with_panels();
     let tiles: Vec<usize> = (0..n).step_by(TILE).collect();
     let rows_of = |tile: usize| tiles[tile]..(tiles[tile] + TILE).min(n);
     let lists: Vec<Mutex<TileLists>> = (0..tiles.len())
         .map(|t| Mutex::new(TileLists::new(depths[rows_of(t)].to_vec())))
         .collect();
-    let pairs: Vec<(usize, usize)> = (0..tiles.len())
-        .flat_map(|a| (a..tiles.len()).map(move |b| (a, b)))
-        .collect();
-    pairs.into_par_iter().for_each_init(
+    // Tile a's row of products holds tiles.len() - a of them: tasks of rows a and len - 1 - a
+    // are all the same size.
+    let last = tiles.len() - 1;
+    (0..tiles.len().div_ceil(2)).into_par_iter().for_each_init(
         || (Vec::new(), Vec::new()),
-        |(tile, mask): &mut (Vec<f32>, Vec<u64>), (a, b)| {
-            let (rows, cols) = (rows_of(a), rows_of(b));
-            let w = cols.len();
-            tile.resize(rows.len() * w, 0.0);
-            distance_block(
-                &points.data[rows.start * dim..rows.end * dim],
-                &norms[rows.clone()],
-                &points.data[cols.start * dim..cols.end * dim],
-                &norms[cols.clone()],
-                dim,
-                tile,
-            );
-            {
-                let mut row_lists = lists[a].lock().expect("neighbour lists");
-                for r in 0..rows.len() {
-                    // On the diagonal tile a query skips itself.
-                    let skip = (a == b).then_some(r);
-                    row_lists.offer_row(r, &tile[r * w..(r + 1) * w], cols.start, skip, mask);
-                }
-            }
-            if a != b {
-                let mut col_lists = lists[b].lock().expect("neighbour lists");
-                for (r, i) in rows.clone().enumerate() {
-                    col_lists.offer_column(&tile[r * w..(r + 1) * w], i as u32, mask);
+        |(tile, mask): &mut (Vec<f32>, Vec<u64>), task| {
+            let mut rows_of_task = vec![task, last - task];
+            rows_of_task.dedup();
+            for a in rows_of_task {
+                let rows = rows_of(a);
+                let left = tiled.left(rows.clone());
+                for b in a..tiles.len() {
+                    let cols = rows_of(b);
+                    let w = cols.len();
+                    tile.resize(rows.len() * w, 0.0);
+                    distance_block((&tiled, rows.clone(), &left), (&tiled, cols.clone()), tile);
+                    {
+                        let mut row_lists = lists[a].lock().expect("neighbour lists");
+                        for r in 0..rows.len() {
+                            // On the diagonal tile a query skips itself.
+                            let skip = (a == b).then_some(r);
+                            let distances = &tile[r * w..(r + 1) * w];
+                            row_lists.offer_row(r, distances, cols.start, skip, mask);
+                        }
+                    }
+                    if a != b {
+                        let mut col_lists = lists[b].lock().expect("neighbour lists");
+                        for (r, i) in rows.clone().enumerate() {
+                            col_lists.offer_column(&tile[r * w..(r + 1) * w], i as u32, mask);
+                        }
+                    }
                 }
             }
         },
@@ -424,6 +515,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::products::product_by;
 
     #[test]
     fn blocked_products_match_a_naive_loop() {
@@ -431,7 +523,7 @@ mod tests {
         let q: Vec<f32> = (0..m * d).map(|i| (i as f32 * 0.37).sin()).collect();
         let r: Vec<f32> = (0..n * d).map(|i| (i as f32 * 0.91).cos()).collect();
         let mut out = vec![0.0; m * n];
-        dot_block(&q, &r, d, &mut out);
+        dot(&Left::new(&q, d), &Right::new(&r, d), &mut out);
         for i in 0..m {
             for j in 0..n {
                 let naive: f32 = (0..d).map(|k| q[i * d + k] * r[j * d + k]).sum();
@@ -515,6 +607,60 @@ mod tests {
             assert_eq!(ids(a), ids(b), "query {q}");
             for (x, y) in a.iter().zip(b) {
                 assert!((x.0 - y.0).abs() <= 1e-4 * x.0.max(1.0), "query {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_avx512_tiles_give_gemms_distances_bit_for_bit() {
+        if !all_on_avx512(TILE, TILE, 512) {
+            eprintln!(
+                "SKIPPED the_avx512_tiles_give_gemms_distances_bit_for_bit: this CPU takes \
+                 gemm's products (no AVX-512F, or AMD's Zen 4)"
+            );
+            return;
+        }
+        let never = |_: usize, _: usize, _: usize| false;
+        // Two whole tiles and a partial one, or a last tile of one point (off gemm's main
+        // path); one chunk of terms, two (700), and a sum of 3.
+        for (count, dim) in [(1100, 3), (1100, 64), (513, 512), (1100, 700)] {
+            let values: Vec<f32> = (0..count * dim)
+                .map(|i| ((i * 7919 % 2003) as f32 / 1001.0 - 1.0) * 0.25)
+                .collect();
+            let tiled = Tiled::new(Vectors::new(&values, dim)).with_panels();
+            let starts: Vec<usize> = (0..count).step_by(TILE).collect();
+            for &a in &starts {
+                let rows = a..(a + TILE).min(count);
+                let left = tiled.left(rows.clone());
+                assert!(left.packed.is_some());
+                for &b in &starts {
+                    let cols = b..(b + TILE).min(count);
+                    assert!(tiled.right(cols.clone()).panels.is_some());
+                    let mut fast = vec![0f32; rows.len() * cols.len()];
+                    distance_block(
+                        (&tiled, rows.clone(), &left),
+                        (&tiled, cols.clone()),
+                        &mut fast,
+                    );
+                    // gemm's products of the rows, combined with the norms as distance_block
+                    // does.
+                    let mut gemms = fast.clone();
+                    let (a_rows, b_rows) = (tiled.rows(rows.clone()), tiled.rows(cols.clone()));
+                    let (a_rows, b_rows) = (
+                        View::new(a_rows, rows.len(), dim),
+                        View::new(b_rows, cols.len(), dim),
+                    );
+                    product_by(&mut gemms, a_rows, b_rows.t(), false, never);
+                    for (index, product) in gemms.iter_mut().enumerate() {
+                        let (i, j) = (rows.start + index / cols.len(), b + index % cols.len());
+                        *product = (tiled.norms[i] + tiled.norms[j]) - 2.0 * *product;
+                    }
+                    let same = fast
+                        .iter()
+                        .zip(&gemms)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{count} x {dim}, tiles at {a} and {b}");
+                }
             }
         }
     }

@@ -19,10 +19,8 @@
 //! Products run in a fixed order and gemm splits none of their sums across threads, so the
 //! results do not depend on the thread count.
 
-use gemm::{Parallelism, gemm};
-
-use super::avx512;
 use super::scratch::Scratch;
+use crate::products::{Threads, View, all_on_avx512, avx512, product, product_in_chunks};
 use rayon::prelude::*;
 
 mod channels_last;
@@ -78,145 +76,6 @@ struct Tap {
     first: usize,
     /// No output position of the tap is in the padding.
     whole: bool,
-}
-
-/// A row-major matrix `rows x cols`, or the transpose of one stored row-major.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    values: &'a [f32],
-    rows: usize,
-    cols: usize,
-    transposed: bool,
-}
-
-impl<'a> View<'a> {
-    fn new(values: &'a [f32], rows: usize, cols: usize) -> Self {
-        assert_eq!(values.len(), rows * cols, "matrix size");
-        Self {
-            values,
-            rows,
-            cols,
-            transposed: false,
-        }
-    }
-
-    /// The transpose of this matrix.
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            transposed: !self.transposed,
-            ..self
-        }
-    }
-
-    /// This matrix from element `offset` on, for the AVX-512 products.
-    fn strided(self, offset: usize) -> avx512::Strided<'a> {
-        let (cs, rs) = self.strides();
-        avx512::Strided {
-            values: self.values,
-            offset,
-            rs: rs as usize,
-            cs: cs as usize,
-        }
-    }
-
-    /// (column stride, row stride).
-    fn strides(&self) -> (isize, isize) {
-        match self.transposed {
-            false => (1, self.cols as isize),
-            true => (self.rows as isize, 1),
-        }
-    }
-}
-
-/// Longest sum one gemm call takes: gemm splits longer ones into blocks sized from the L1
-/// cache (512 terms at least, 1,024 on a 48 KiB L1), which would make the rounding depend on
-/// the machine; split here into equal chunks of at most this many, they never are.
-const MAX_TERMS: usize = 512;
-
-/// `dst (+)= lhs rhs`, dst row-major `lhs.rows x rhs.cols`; `accumulate`: add to dst. The inner
-/// dimension runs in chunks of at most [`MAX_TERMS`], each added to dst in turn, on AVX-512
-/// where that rounds as gemm does and is faster, by gemm otherwise.
-fn product(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
-    product_by(dst, lhs, rhs, accumulate, avx512::chosen);
-}
-
-/// [`product`], on AVX-512 for the chunks where `avx512(m, n, terms)`.
-fn product_by(
-    dst: &mut [f32],
-    lhs: View,
-    rhs: View,
-    accumulate: bool,
-    avx512: fn(usize, usize, usize) -> bool,
-) {
-    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    assert_eq!(rhs.rows, k, "inner dimensions");
-    assert_eq!(dst.len(), m * n, "destination size");
-    let ((lhs_cs, lhs_rs), (rhs_cs, rhs_rs)) = (lhs.strides(), rhs.strides());
-    let chunk = chunk_len(k);
-    for start in (0..k.max(1)).step_by(chunk) {
-        let terms = chunk.min(k - start);
-        let accumulate = accumulate || start > 0;
-        if avx512(m, n, terms) {
-            avx512::product(
-                dst,
-                (m, n, terms),
-                lhs.strided(start * lhs_cs as usize),
-                rhs.strided(start * rhs_rs as usize),
-                accumulate,
-            );
-            continue;
-        }
-        // SAFETY: each view's values hold exactly rows x cols elements (checked in View::new)
-        // and the strides address them row-major or transposed; the chunk's first column of
-        // lhs and row of rhs are `start` < k (or the pointers are unused when k is 0); dst
-        // holds m x n (checked above).
-        unsafe {
-            gemm(
-                m,
-                n,
-                terms,
-                dst.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                lhs.values.as_ptr().offset(start as isize * lhs_cs),
-                lhs_cs,
-                lhs_rs,
-                rhs.values.as_ptr().offset(start as isize * rhs_rs),
-                rhs_cs,
-                rhs_rs,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism(m * n * k),
-            );
-        }
-    }
-}
-
-/// Terms of each chunk but the last of a sum of `k` terms (see [`MAX_TERMS`]).
-fn chunk_len(k: usize) -> usize {
-    k.div_ceil(k.div_ceil(MAX_TERMS).max(1)).max(1)
-}
-
-/// Terms of the last (shortest) chunk of a sum of `k` terms.
-fn last_chunk_len(k: usize) -> usize {
-    let chunk = chunk_len(k);
-    k - (k.max(1) - 1) / chunk * chunk
-}
-
-/// Threads for a product of `work` multiply-adds: one below a million (waking rayon's threads
-/// costs more than they save there), all above.
-fn parallelism(work: usize) -> Parallelism {
-    if work < 1 << 20 {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(0)
-    }
 }
 
 /// Images per product: enough for [`COLUMNS`] columns, within [`PATCH_BUDGET`].
@@ -313,7 +172,7 @@ impl ConvGeometry {
     /// AVX-512 products take the whole sum, else written into `columns` first.
     fn block_product(&self, block: &[f32], weights: View, to: &mut [f32], columns: &mut Vec<f32>) {
         let n = to.len() / self.out_channels;
-        if !self.is_pointwise() && in_place(self.out_channels, n, self.patch()) {
+        if !self.is_pointwise() && all_on_avx512(self.out_channels, n, self.patch()) {
             let patches = PatchPanels {
                 geometry: self,
                 block,
@@ -327,49 +186,31 @@ impl ConvGeometry {
     }
 }
 
-/// Whether a product `m x n` of `k` terms reads its right operand in place: where every chunk
-/// of its sum takes the AVX-512 products.
-fn in_place(m: usize, n: usize, k: usize) -> bool {
-    avx512::chosen(m, n, chunk_len(k)) && avx512::chosen(m, n, last_chunk_len(k))
-}
-
 /// `dst (+)= lhs patches` on AVX-512, the patch matrix (or its transpose) read in place;
 /// `accumulate`: add to dst.
 fn product_of_patches(dst: &mut [f32], lhs: View, patches: PatchPanels, accumulate: bool) {
-    product_in_chunks(dst, (lhs.rows, lhs.cols), accumulate, |start| {
-        let rows = PatchPanels {
-            first_term: start,
-            ..patches
-        };
-        (avx512::Left::Strided(lhs.strided(start)), rows)
-    });
+    product_in_chunks(
+        dst,
+        (lhs.rows, lhs.cols),
+        accumulate,
+        Threads::All,
+        |start| {
+            let rows = PatchPanels {
+                first_term: start,
+                ..patches
+            };
+            (avx512::Left::Strided(lhs.strided(start)), rows)
+        },
+    );
 }
 
 /// `dst = lhs rhs` on AVX-512, lhs packed already.
 fn product_of_tiles(dst: &mut [f32], lhs: &avx512::Tiles, rhs: View) {
     let (_, rhs_rs) = rhs.strides();
-    product_in_chunks(dst, (lhs.rows(), rhs.rows), false, |start| {
+    product_in_chunks(dst, (lhs.rows(), rhs.rows), false, Threads::All, |start| {
         let rows = rhs.strided(start * rhs_rs as usize);
         (avx512::Left::Tiles(lhs, start), rows)
     });
-}
-
-/// `dst (+)= lhs rhs` for an `m x k` left operand, on AVX-512 in the chunks of [`product`], the
-/// operands of the chunk from term `start` on given by `chunk(start)`; `accumulate`: add to
-/// dst.
-fn product_in_chunks<'a, P: avx512::Panels>(
-    dst: &mut [f32],
-    (m, k): (usize, usize),
-    accumulate: bool,
-    chunk: impl Fn(usize) -> (avx512::Left<'a>, P),
-) {
-    let n = dst.len() / m;
-    let chunk_terms = chunk_len(k);
-    for start in (0..k).step_by(chunk_terms) {
-        let terms = chunk_terms.min(k - start);
-        let (lhs, rhs) = chunk(start);
-        avx512::product_of(dst, (m, n, terms), lhs, &rhs, accumulate || start > 0);
-    }
 }
 
 /// `dL/dx` (when `input_grad`) and `dL/dW` `[out_channels, in_channels, kh, kw]` of the
@@ -559,7 +400,7 @@ impl ConvGeometry {
         let positions = self.output()[0] * self.output()[1];
         self.block_sizes(block_len)
             .iter()
-            .all(|&images| in_place(self.out_channels, self.patch(), images * positions))
+            .all(|&images| all_on_avx512(self.out_channels, self.patch(), images * positions))
     }
 
     /// Whether the input gradient's products `W^T dy`, in blocks of `block_len` images, all
@@ -568,7 +409,7 @@ impl ConvGeometry {
         let positions = self.output()[0] * self.output()[1];
         self.block_sizes(block_len)
             .iter()
-            .all(|&images| in_place(self.patch(), images * positions, self.out_channels))
+            .all(|&images| all_on_avx512(self.patch(), images * positions, self.out_channels))
     }
 
     /// The two sizes of a call's blocks of `block_len` images: the first and the last.
@@ -738,6 +579,7 @@ impl ConvGeometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::products::product_by;
 
     /// The definitions, summed in f64: output, input gradient and weight gradient.
     struct Naive {
@@ -1034,7 +876,7 @@ mod tests {
             let weight = values(cout * geometry.patch(), 5);
             // Blocks of one image and of two (the last one short): panels across images.
             for images in [1, 2] {
-                assert!(in_place(cout, images * positions, geometry.patch()));
+                assert!(all_on_avx512(cout, images * positions, geometry.patch()));
                 let y = forward_in_blocks(&geometry, &x, &weight, images);
                 let reference = gemm_forward(&geometry, &x, &weight, images);
                 let same = y
@@ -1079,107 +921,6 @@ mod tests {
                     .zip(&reference)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "{geometry:?}, {images} images per block");
-            }
-        }
-    }
-
-    /// The `rows x cols` matrix `values` (row-major), stored transposed when `transposed`.
-    fn stored(values: &[f32], rows: usize, cols: usize, transposed: bool) -> Vec<f32> {
-        match transposed {
-            false => values.to_vec(),
-            true => (0..cols * rows)
-                .map(|i| values[(i % rows) * cols + i / rows])
-                .collect(),
-        }
-    }
-
-    fn view(values: &[f32], rows: usize, cols: usize, transposed: bool) -> View<'_> {
-        match transposed {
-            false => View::new(values, rows, cols),
-            true => View::new(values, cols, rows).t(),
-        }
-    }
-
-    #[test]
-    fn avx512_products_are_bit_for_bit_gemms() {
-        if !avx512::applies(64, 64, 64) {
-            eprintln!("SKIPPED avx512_products_are_bit_for_bit_gemms: this CPU has no AVX-512F");
-            return;
-        }
-        let never = |_: usize, _: usize, _: usize| false;
-        // Full and partial tiles and blocks, one to three chunks, sequential and parallel.
-        let shapes = [
-            (12, 32, 3),
-            (13, 33, 7),
-            (64, 100, 147),
-            (97, 257, 576),
-            (200, 70, 1100),
-            (5, 300, 40),
-        ];
-        for (m, n, k) in shapes {
-            let (a, b) = (values(m * k, m), values(k * n, n));
-            for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (a_stored, b_stored) = (stored(&a, m, k, lhs_t), stored(&b, k, n, rhs_t));
-                let (lhs, rhs) = (view(&a_stored, m, k, lhs_t), view(&b_stored, k, n, rhs_t));
-                for accumulate in [false, true] {
-                    let start = values(m * n, 9);
-                    let (mut fast, mut reference) = (start.clone(), start);
-                    product_by(&mut fast, lhs, rhs, accumulate, avx512::applies);
-                    product_by(&mut reference, lhs, rhs, accumulate, never);
-                    let same = fast
-                        .iter()
-                        .zip(&reference)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(
-                        same,
-                        "{m}x{n}x{k}, lhs transposed {lhs_t}, rhs transposed {rhs_t}, \
-                         accumulate {accumulate}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn long_sums_run_in_equal_chunks_of_at_most_512_terms() {
-        // k = 1,100: three chunks of 367, 367 and 366 terms, on every machine.
-        let (m, n, k) = (5, 7, 1100);
-        let (a, b) = (values(m * k, 1), values(k * n, 2));
-        let chunks = [0..367, 367..734, 734..1100];
-        for (lhs_t, rhs_t) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (a_stored, b_stored) = (stored(&a, m, k, lhs_t), stored(&b, k, n, rhs_t));
-            let mut got = vec![0f32; m * n];
-            product(
-                &mut got,
-                view(&a_stored, m, k, lhs_t),
-                view(&b_stored, k, n, rhs_t),
-                false,
-            );
-            // The same chunks as separate products, added in order.
-            let mut chunked = vec![0f32; m * n];
-            for (c, terms) in chunks.iter().enumerate() {
-                let a_chunk: Vec<f32> = (0..m)
-                    .flat_map(|i| a[i * k..][terms.clone()].to_vec())
-                    .collect();
-                let b_chunk = b[terms.start * n..terms.end * n].to_vec();
-                let len = terms.len();
-                product(
-                    &mut chunked,
-                    view(&stored(&a_chunk, m, len, lhs_t), m, len, lhs_t),
-                    view(&stored(&b_chunk, len, n, rhs_t), len, n, rhs_t),
-                    c > 0,
-                );
-            }
-            assert_eq!(
-                got, chunked,
-                "lhs transposed {lhs_t}, rhs transposed {rhs_t}"
-            );
-            for (index, value) in got.iter().enumerate() {
-                let (i, j) = (index / n, index % n);
-                let exact: f64 = (0..k)
-                    .map(|t| f64::from(a[i * k + t]) * f64::from(b[t * n + j]))
-                    .sum();
-                assert!((f64::from(*value) - exact).abs() <= 1e-4 * exact.abs().max(1.0));
             }
         }
     }

@@ -1,7 +1,6 @@
 //! flex: agml's kernels where burn's composition of tensor operations is slow, burn's own
 //! elsewhere.
 
-mod avx512;
 mod batch_norm;
 mod conv;
 pub mod im2col;

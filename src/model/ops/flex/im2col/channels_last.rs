@@ -9,8 +9,9 @@
 
 use rayon::prelude::*;
 
-use super::avx512::on_gemms_main_path;
-use super::{ConvGeometry, copy_short, last_chunk_len};
+use super::{ConvGeometry, copy_short};
+use crate::products::avx512::on_gemms_main_path;
+use crate::products::last_chunk_len;
 
 /// Pixels per task of [`channels_last`]: a task's values fit in L1 (64 channels).
 const PIXELS: usize = 64;

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::ConvGeometry;
-use super::avx512::{NR, Panels, masks};
+use crate::products::avx512::{NR, Panels, masks};
 
 /// The patch matrix `[in_channels * kh * kw, images * ho * wo]` of a block of images
 /// (`[images, in_channels, h, w]`), or (`transposed`) its transpose, from its row `first_term`

@@ -13,6 +13,8 @@ use std::arch::x86_64::*;
 use rayon::prelude::*;
 use std::ops::Range;
 
+use super::Threads;
+
 /// Rows of a tile (one broadcast value each per term).
 const MR: usize = 12;
 /// Columns of a tile: two 16-lane vectors.
@@ -81,6 +83,87 @@ pub trait Panels: Sync {
     /// The CPU has AVX-512F; the terms and columns lie inside the operand; `panel` holds
     /// `terms.len() * NR` values.
     unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]);
+
+    /// The panel of the columns from `first_col` (a multiple of `NR`), its first `k` terms,
+    /// where it lies in memory already as [`Panels::pack`] would write it: the tiles read it
+    /// in place.
+    fn in_place(&self, _k: usize, _first_col: usize) -> Option<&[f32]> {
+        None
+    }
+}
+
+/// A right operand `k x n` copied once in the order the tiles read it: panel after panel of
+/// `NR` columns, each term's `NR` values after the previous term's, zeros past the last column.
+/// For an operand several products read whole.
+pub struct PackedPanels {
+    values: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedPanels {
+    /// `rhs` (`k x n`) packed. Panics unless the CPU has AVX-512F.
+    pub fn pack(rhs: &impl Panels, (k, n): (usize, usize)) -> Self {
+        assert!(available(), "no AVX-512F");
+        let mut values = vec![0f32; n.div_ceil(NR) * k * NR];
+        for (panel, first_col) in values.chunks_mut(k * NR).zip((0..n).step_by(NR)) {
+            // SAFETY: the CPU has AVX-512F (checked above); the panel holds k * NR values and
+            // rhs the columns (the caller's k x n).
+            unsafe { rhs.pack(0..k, first_col..(first_col + NR).min(n), panel) };
+        }
+        Self { values, k, n }
+    }
+
+    /// Columns of the operand.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// The operand from its term `first_term` on.
+    pub fn from_term(&self, first_term: usize) -> PanelsFrom<'_> {
+        assert!(first_term <= self.k, "term outside the operand");
+        PanelsFrom {
+            panels: self,
+            first_term,
+        }
+    }
+}
+
+/// [`PackedPanels`] from one of its terms on, read in place.
+#[derive(Clone, Copy)]
+pub struct PanelsFrom<'a> {
+    panels: &'a PackedPanels,
+    first_term: usize,
+}
+
+impl PanelsFrom<'_> {
+    /// Where the panel of the columns from `first_col` starts, at this operand's first term.
+    fn start(&self, first_col: usize) -> usize {
+        assert!(first_col.is_multiple_of(NR) && first_col < self.panels.n);
+        (first_col / NR * self.panels.k + self.first_term) * NR
+    }
+}
+
+impl Panels for PanelsFrom<'_> {
+    unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
+        // The panel holds the whole NR columns, zeros past the operand's last one.
+        assert!(
+            self.first_term + terms.end <= self.panels.k,
+            "terms outside the operand"
+        );
+        let from = self.start(cols.start) + terms.start * NR;
+        let len = terms.len() * NR;
+        panel[..len].copy_from_slice(&self.panels.values[from..from + len]);
+    }
+
+    fn in_place(&self, k: usize, first_col: usize) -> Option<&[f32]> {
+        assert!(
+            self.first_term + k <= self.panels.k,
+            "terms outside the operand"
+        );
+        let start = self.start(first_col);
+        Some(&self.panels.values[start..start + k * NR])
+    }
 }
 
 /// A matrix with contiguous rows (`cs == 1`) packs its panels by copying them.
@@ -171,19 +254,25 @@ pub fn product(
     lhs: Strided,
     rhs: Strided,
     accumulate: bool,
+    threads: Threads,
 ) {
     assert!(applies(m, n, k), "not an AVX-512 product");
     assert_eq!(dst.len(), m * n, "destination size");
     lhs.check(m, k);
     rhs.check(k, n);
-    if rhs.cs == 1 {
-        return direct(dst, (m, n, k), Left::Strided(lhs), &rhs, accumulate);
-    }
     // Copying rhs (k x n values) or lhs (k x m) and adding the transposed product (m x n).
-    if lhs.rs != 1 && k * n <= k * m + m * n {
-        let rhs = rhs.to_row_major(k, n);
-        let rhs = Strided::row_major(&rhs, n);
-        return direct(dst, (m, n, k), Left::Strided(lhs), &rhs, accumulate);
+    let copied_rhs;
+    let rhs_rows = if rhs.cs == 1 {
+        Some(rhs)
+    } else if lhs.rs != 1 && k * n <= k * m + m * n {
+        copied_rhs = rhs.to_row_major(k, n);
+        Some(Strided::row_major(&copied_rhs, n))
+    } else {
+        None
+    };
+    if let Some(rhs) = rhs_rows {
+        let lhs = Left::Strided(lhs);
+        return direct(dst, (m, n, k), lhs, &rhs, accumulate, threads);
     }
     let copied;
     let lhs_t = if lhs.rs == 1 {
@@ -199,6 +288,7 @@ pub fn product(
         Left::Strided(rhs.t()),
         &lhs_t,
         false,
+        threads,
     );
     // dst (+)= transposed^T, in blocks of 16 x 16: the same rounding as adding each sum where
     // it belongs.
@@ -223,6 +313,7 @@ pub fn product_of<P: Panels>(
     lhs: Left,
     rhs: &P,
     accumulate: bool,
+    threads: Threads,
 ) {
     assert!(applies(m, n, k), "not an AVX-512 product");
     assert_eq!(dst.len(), m * n, "destination size");
@@ -235,7 +326,7 @@ pub fn product_of<P: Panels>(
             );
         }
     }
-    direct(dst, (m, n, k), lhs, rhs, accumulate);
+    direct(dst, (m, n, k), lhs, rhs, accumulate, threads);
 }
 
 /// A left operand as the tiles read it.
@@ -289,24 +380,25 @@ fn direct<P: Panels>(
     lhs: Left,
     rhs: &P,
     accumulate: bool,
+    threads: Threads,
 ) {
     // Tasks of whole columns (each panel packed once) where there are enough for the threads,
-    // else of fewer rows as well.
-    let parallel = m * n * k >= 1 << 20;
-    let tasks = if parallel {
-        2 * rayon::current_num_threads()
-    } else {
-        1
+    // else of fewer rows as well; one task on one thread (a left operand copied into tiles is
+    // then copied once).
+    let parallel = threads == Threads::All && m * n * k >= 1 << 20;
+    let (tasks, nc) = match parallel {
+        true => (2 * rayon::current_num_threads(), NC),
+        false => (1, n),
     };
-    let col_blocks = n.div_ceil(NC);
+    let col_blocks = n.div_ceil(nc);
     let row_blocks = tasks.div_ceil(col_blocks).min(m.div_ceil(MR));
     let mc = m.div_ceil(row_blocks).next_multiple_of(MR);
     let row_blocks = m.div_ceil(mc);
     let destination = Destination(dst.as_mut_ptr());
     let task = |index: usize| {
-        let (rows, cols) = (index / col_blocks * mc, index % col_blocks * NC);
+        let (rows, cols) = (index / col_blocks * mc, index % col_blocks * nc);
         let rows = rows..(rows + mc).min(m);
-        let cols = cols..(cols + NC).min(n);
+        let cols = cols..(cols + nc).min(n);
         // SAFETY: the block rows x cols of the m x n destination is this task's alone; the
         // operands hold m x k and k x n (checked by `product`).
         unsafe { block(destination, n, (rows, cols), k, lhs, rhs, accumulate) }
@@ -334,8 +426,9 @@ unsafe fn block<P: Panels>(
     accumulate: bool,
 ) {
     // The panel's rows one after another: its tiles read it from L1 and L2 in order, not at
-    // the right operand's row stride (a page apart and more).
-    let mut panel = vec![0f32; k * NR];
+    // the right operand's row stride (a page apart and more). Allocated at the first panel not
+    // read in place.
+    let mut panel = Vec::new();
     // A left operand with contiguous columns (a transposed matrix) has a term's values of a
     // tile side by side but its terms a row of the stored matrix apart, often pages: copied
     // tile by tile, term after term, its tiles read it in order (unless packed already).
@@ -364,15 +457,23 @@ unsafe fn block<P: Panels>(
     };
     for first_col in cols.clone().step_by(NR) {
         let width = NR.min(cols.end - first_col);
-        // SAFETY: the panel holds k rows of NR; rhs holds the block's columns of k rows.
-        unsafe { rhs.pack(0..k, first_col..first_col + width, &mut panel) };
+        let b = match rhs.in_place(k, first_col) {
+            Some(b) => b.as_ptr(),
+            None => {
+                panel.resize(k * NR, 0.0);
+                // SAFETY: the panel holds k rows of NR; rhs holds the block's columns of k
+                // rows.
+                unsafe { rhs.pack(0..k, first_col..first_col + width, &mut panel) };
+                panel.as_ptr()
+            }
+        };
         for first_row in rows.clone().step_by(MR) {
             let height = MR.min(rows.end - first_row);
             let a = base.wrapping_add((first_row - first) * per_row);
             let tile = Tile {
                 a,
                 a_strides,
-                b: panel.as_ptr(),
+                b,
                 b_rs: NR,
                 dst: dst.0.wrapping_add(first_row * n + first_col),
                 dst_rs: n,
