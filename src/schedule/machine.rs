@@ -99,8 +99,8 @@ const FLEX_SCALAR: &str = "baseline x86-64, sums in index order";
 /// most: its AVX-512 ones are not built), burn-flex's element-wise operations and reductions
 /// ([`FLEX_SCALAR`], or with the `simd` feature macerator's widest level: AVX-512 where the
 /// CPU has F, BW, CD, DQ and VL), and agml's own kernels (compiled for baseline x86-64, their
-/// sums in a fixed order; the convolutions' products run on AVX-512 where the CPU has it, and
-/// round exactly as gemm's AVX2 + FMA kernels: `products::avx512`).
+/// sums in a fixed order; the convolutions' and the evaluation's products run on AVX-512 where
+/// the CPU has it, and round exactly as gemm's AVX2 + FMA kernels: `products::avx512`).
 fn flex_kernels() -> BTreeMap<String, String> {
     #[cfg(target_arch = "x86_64")]
     let (gemm, elementwise) = {
