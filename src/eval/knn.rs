@@ -93,7 +93,8 @@ fn operand<'a, T>(
     pack: impl FnOnce(View, usize) -> T,
 ) -> (View<'a>, Option<T>) {
     let count = rows.len() / dim;
-    let packed = on_avx512(dim).then(|| pack(View::new(&transposed(rows, dim), dim, count), count));
+    let packed = (count > 0 && on_avx512(dim))
+        .then(|| pack(View::new(&transposed(rows, dim), dim, count), count));
     (View::new(rows, count, dim), packed)
 }
 
@@ -302,6 +303,12 @@ fn below(values: &[f32], cuts: Cuts, mask: &mut Vec<u64>) {
     mask.clear();
     mask.resize(values.len().div_ceil(64), 0);
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { below_avx512(values, cuts, mask) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked above).
         unsafe { below_avx2(values, cuts, mask) };
@@ -339,6 +346,29 @@ fn below_avx2(values: &[f32], cuts: Cuts, mask: &mut [u64]) {
         // Ordered, non-signalling <=: false for NaN, as the scalar comparison.
         let bits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(load(values, at), cut));
         mask[at / 64] |= u64::from(bits as u8) << (at % 64);
+    }
+    below_scalar(values, cuts, mask, full);
+}
+
+/// [`below`] by one AVX-512 comparison per 16 values, straight into a mask register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn below_avx512(values: &[f32], cuts: Cuts, mask: &mut [u64]) {
+    use std::arch::x86_64::{_CMP_LE_OQ, _mm512_cmp_ps_mask, _mm512_loadu_ps, _mm512_set1_ps};
+    let full = values.len() / 16 * 16;
+    let load = |slice: &[f32], at: usize| {
+        let lanes: &[f32; 16] = slice[at..at + 16].try_into().expect("16 lanes");
+        // SAFETY: an unaligned load of 16 f32 from a reference to 16 f32.
+        unsafe { _mm512_loadu_ps(lanes.as_ptr()) }
+    };
+    for at in (0..full).step_by(16) {
+        let cut = match cuts {
+            Cuts::One(cut) => _mm512_set1_ps(cut),
+            Cuts::Each(cuts) => load(cuts, at),
+        };
+        // Ordered, non-signalling <=: false for NaN, as the scalar comparison.
+        let bits = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(load(values, at), cut);
+        mask[at / 64] |= u64::from(bits) << (at % 64);
     }
     below_scalar(values, cuts, mask, full);
 }
@@ -578,6 +608,27 @@ mod tests {
             let mut slow = vec![0u64; fast.len()];
             below_scalar(&values, case, &mut slow, 0);
             assert_eq!(fast, slow);
+            // Each vector variant this CPU can run, not only the one `below` picks.
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                let mut variant = vec![0u64; fast.len()];
+                if has!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    unsafe { below_avx2(&values, case, &mut variant) };
+                    assert_eq!(variant, slow, "AVX2");
+                }
+                if has!("avx512f") {
+                    variant.fill(0);
+                    // SAFETY: the CPU has AVX-512F.
+                    unsafe { below_avx512(&values, case, &mut variant) };
+                    assert_eq!(variant, slow, "AVX-512");
+                } else {
+                    eprintln!(
+                        "the_vector_mask_equals_the_scalar_one: no AVX-512F, its variant untested"
+                    );
+                }
+            }
             let expected: Vec<usize> = (0..values.len())
                 .filter(|&j| {
                     values[j]
@@ -663,5 +714,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn empty_operands_multiply_to_nothing() {
+        let some: Vec<f32> = (0..3 * 600).map(|i| i as f32).collect();
+        let mut out = Vec::new();
+        dot(&Left::new(&[], 600), &Right::new(&some, 600), &mut out);
+        dot(&Left::new(&some, 600), &Right::new(&[], 600), &mut out);
+        assert!(out.is_empty());
     }
 }
