@@ -1,7 +1,7 @@
 //! Exact Euclidean k-nearest neighbours by blocked matrix products, streamed: each tile of
 //! queries is ranked against the references a tile at a time and handed to a callback, so
 //! memory stays at one tile of distances and the tile's neighbour lists per thread (never an
-//! n x n matrix).
+//! n x n matrix), and on AVX-512 one copy of the references packed for the products.
 //!
 //! Leave-one-out (queries = references) needs only half the products: the distance matrix is
 //! symmetric, so each tile above the diagonal is computed once and feeds the neighbour lists
