@@ -93,9 +93,10 @@ fn operand<'a, T>(
     pack: impl FnOnce(View, usize) -> T,
 ) -> (View<'a>, Option<T>) {
     let count = rows.len() / dim;
+    let rows = View::new(rows, count, dim);
     let packed = (count > 0 && on_avx512(dim))
-        .then(|| pack(View::new(&transposed(rows, dim), dim, count), count));
-    (View::new(rows, count, dim), packed)
+        .then(|| pack(View::new(&rows.t().to_row_major(), dim, count), count));
+    (rows, packed)
 }
 
 /// Whether the AVX-512 tiles take this CPU's products of [`TILE`] x [`TILE`] vectors of `dim`
@@ -434,23 +435,6 @@ impl<'a> Tiled<'a> {
     }
 }
 
-/// `rows` (row-major, `dim` values each) transposed: `dim x rows`.
-fn transposed(rows: &[f32], dim: usize) -> Vec<f32> {
-    let count = rows.len() / dim;
-    let mut out = vec![0f32; rows.len()];
-    // Blocks of 16 x 16 keep both sides' cache lines in use.
-    for r0 in (0..count).step_by(16) {
-        for d0 in (0..dim).step_by(16) {
-            for d in d0..(d0 + 16).min(dim) {
-                for r in r0..(r0 + 16).min(count) {
-                    out[d * count + r] = rows[r * dim + d];
-                }
-            }
-        }
-    }
-    out
-}
-
 /// `out[i, j] = |a_i - b_j|^2` for the points `rows` of `a` and `cols` of `b`, from their
 /// squared norms: `(|a_i|^2 + |b_j|^2) - 2 a_i . b_j`, one rounding after the product (as
 /// gemm's `dst + beta * product` with the norms in dst: multiplying by 2 is exact).
@@ -545,7 +529,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::products::product_by;
+    use crate::products::{product_by, same_bits};
 
     #[test]
     fn blocked_products_match_a_naive_loop() {
@@ -706,11 +690,10 @@ mod tests {
                         let (i, j) = (rows.start + index / cols.len(), b + index % cols.len());
                         *product = (tiled.norms[i] + tiled.norms[j]) - 2.0 * *product;
                     }
-                    let same = fast
-                        .iter()
-                        .zip(&gemms)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(same, "{count} x {dim}, tiles at {a} and {b}");
+                    assert!(
+                        same_bits(&fast, &gemms),
+                        "{count} x {dim}, tiles at {a} and {b}"
+                    );
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! The convolutions' matrix products on AVX-512, rounding exactly as gemm's AVX2 + FMA kernel.
+//! agml's matrix products on AVX-512, rounding exactly as gemm's AVX2 + FMA kernel.
 //!
 //! gemm (without its `x86-v4` feature, which would change the numbers: its small products sum
 //! across vector lanes) runs 8-lane AVX2 kernels on AVX-512 machines too, at half their
@@ -58,7 +58,7 @@ impl<'a> Strided<'a> {
     }
 
     /// The `rows x cols` matrix, row-major.
-    fn to_row_major(self, rows: usize, cols: usize) -> Vec<f32> {
+    pub fn to_row_major(self, rows: usize, cols: usize) -> Vec<f32> {
         let mut out = vec![0f32; rows * cols];
         // Blocks of 16 x 16 keep both sides' cache lines in use.
         for r0 in (0..rows).step_by(16) {
@@ -114,11 +114,6 @@ impl PackedPanels {
         Self { values, k, n }
     }
 
-    /// Columns of the operand.
-    pub fn cols(&self) -> usize {
-        self.n
-    }
-
     /// The operand from its term `first_term` on.
     pub fn from_term(&self, first_term: usize) -> PanelsFrom<'_> {
         assert!(first_term <= self.k, "term outside the operand");
@@ -147,13 +142,9 @@ impl PanelsFrom<'_> {
 impl Panels for PanelsFrom<'_> {
     unsafe fn pack(&self, terms: Range<usize>, cols: Range<usize>, panel: &mut [f32]) {
         // The panel holds the whole NR columns, zeros past the operand's last one.
-        assert!(
-            self.first_term + terms.end <= self.panels.k,
-            "terms outside the operand"
-        );
-        let from = self.start(cols.start) + terms.start * NR;
+        let panels = self.in_place(terms.end, cols.start).expect("packed panels");
         let len = terms.len() * NR;
-        panel[..len].copy_from_slice(&self.panels.values[from..from + len]);
+        panel[..len].copy_from_slice(&panels[terms.start * NR..]);
     }
 
     fn in_place(&self, k: usize, first_col: usize) -> Option<&[f32]> {
@@ -192,7 +183,7 @@ pub fn on_gemms_main_path(m: usize, n: usize, k: usize) -> bool {
     m >= 2 && n >= 2 && k >= 3 && m * n > 256
 }
 
-/// Whether the convolutions' products take [`product`] here: where it [`applies`] on a CPU
+/// Whether agml's products take [`product`] here: where it [`applies`] on a CPU
 /// that runs 512-bit multiply-adds at full width. AMD's Zen 4 (family 0x19 with AVX-512) splits
 /// them in two, and gemm's own AVX-512 kernels were slower there than its AVX2 ones
 /// (docs/benchmarks.md). Either way the numbers are the same.

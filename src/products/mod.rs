@@ -49,6 +49,11 @@ impl<'a> View<'a> {
         }
     }
 
+    /// This matrix stored row-major.
+    pub fn to_row_major(self) -> Vec<f32> {
+        self.strided(0).to_row_major(self.rows, self.cols)
+    }
+
     /// (column stride, row stride).
     pub fn strides(&self) -> (isize, isize) {
         match self.transposed {
@@ -174,6 +179,12 @@ pub fn all_on_avx512(m: usize, n: usize, k: usize) -> bool {
     avx512::chosen(m, n, chunk_len(k)) && avx512::chosen(m, n, last_chunk_len(k))
 }
 
+/// Whether two results are the same bits, value for value.
+#[cfg(test)]
+pub(crate) fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 /// Threads for a product of `work` multiply-adds: one below a million (waking rayon's threads
 /// costs more than they save there), all above.
 fn parallelism(work: usize) -> Parallelism {
@@ -257,12 +268,8 @@ mod tests {
                     let (mut fast, mut reference) = (start.clone(), start);
                     product_by(&mut fast, lhs, rhs, accumulate, avx512::applies);
                     product_by(&mut reference, lhs, rhs, accumulate, never);
-                    let same = fast
-                        .iter()
-                        .zip(&reference)
-                        .all(|(x, y)| x.to_bits() == y.to_bits());
                     assert!(
-                        same,
+                        same_bits(&fast, &reference),
                         "{m}x{n}x{k}, lhs transposed {lhs_t}, rhs transposed {rhs_t}, \
                          accumulate {accumulate}"
                     );

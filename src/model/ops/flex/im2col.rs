@@ -579,7 +579,7 @@ impl ConvGeometry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::products::product_by;
+    use crate::products::{product_by, same_bits};
 
     /// The definitions, summed in f64: output, input gradient and weight gradient.
     struct Naive {
@@ -807,11 +807,7 @@ mod tests {
             for images in [1, 2] {
                 let (_, dw) = backward_in_blocks(&geometry, &x, &weight, &grad, false, images);
                 let reference = gemm_weight_gradient(&geometry, (&x, &grad), images, false);
-                let same = |a: &[f32]| {
-                    a.iter()
-                        .zip(&reference)
-                        .all(|(a, b)| a.to_bits() == b.to_bits())
-                };
+                let same = |a: &[f32]| same_bits(a, &reference);
                 assert!(same(&dw), "{geometry:?}, {images} images per block");
                 // On AVX-512 the products read the transposed patch matrix in place; gemm
                 // on the channels-last rows (what a CPU without AVX-512 runs) sums alike.
@@ -879,11 +875,10 @@ mod tests {
                 assert!(all_on_avx512(cout, images * positions, geometry.patch()));
                 let y = forward_in_blocks(&geometry, &x, &weight, images);
                 let reference = gemm_forward(&geometry, &x, &weight, images);
-                let same = y
-                    .iter()
-                    .zip(&reference)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
-                assert!(same, "{geometry:?}, {images} images per block");
+                assert!(
+                    same_bits(&y, &reference),
+                    "{geometry:?}, {images} images per block"
+                );
             }
         }
     }
@@ -915,11 +910,7 @@ mod tests {
                     product_by(&mut dcolumns, weights.t(), g, false, never);
                     geometry.add_patches(&dcolumns, n / positions, dx);
                 }
-                let same = dx
-                    .unwrap()
-                    .iter()
-                    .zip(&reference)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                let same = same_bits(&dx.unwrap(), &reference);
                 assert!(same, "{geometry:?}, {images} images per block");
             }
         }
