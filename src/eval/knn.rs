@@ -651,7 +651,7 @@ mod tests {
         if !all_on_avx512(TILE, TILE, 512) {
             eprintln!(
                 "SKIPPED the_avx512_tiles_give_gemms_distances_bit_for_bit: this CPU takes \
-                 gemm's products (no AVX-512F, or AMD's Zen 4)"
+                 gemm's products (no AVX-512F)"
             );
             return;
         }

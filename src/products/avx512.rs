@@ -171,7 +171,9 @@ impl Panels for Strided<'_> {
 }
 
 /// Whether [`product`] can run here and round as gemm does for a `m x n` product of `k`
-/// terms: an AVX-512 CPU, and a product on gemm's main path.
+/// terms: an AVX-512 CPU, and a product on gemm's main path. agml's products take it wherever
+/// it does: faster than gemm's AVX2 kernel on CPUs that run 512-bit multiply-adds at full width
+/// and on AMD's Zen 4, which splits them in two (docs/benchmarks.md).
 pub fn applies(m: usize, n: usize, k: usize) -> bool {
     on_gemms_main_path(m, n, k) && available()
 }
@@ -183,15 +185,6 @@ pub fn on_gemms_main_path(m: usize, n: usize, k: usize) -> bool {
     m >= 2 && n >= 2 && k >= 3 && m * n > 256
 }
 
-/// Whether agml's products take [`product`] here: where it [`applies`] on a CPU
-/// that runs 512-bit multiply-adds at full width. AMD's Zen 4 (family 0x19 with AVX-512) splits
-/// them in two, and gemm's own AVX-512 kernels were slower there than its AVX2 ones
-/// (docs/benchmarks.md). Either way the numbers are the same.
-pub fn chosen(m: usize, n: usize, k: usize) -> bool {
-    static FULL_WIDTH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    applies(m, n, k) && *FULL_WIDTH.get_or_init(|| !is_zen4())
-}
-
 #[cfg(target_arch = "x86_64")]
 fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
@@ -199,29 +192,6 @@ fn available() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn available() -> bool {
-    false
-}
-
-/// An AMD CPU of family 0x19 (Zen 3 and Zen 4; of them only Zen 4 has AVX-512).
-#[cfg(target_arch = "x86_64")]
-fn is_zen4() -> bool {
-    let (vendor, signature) = (__cpuid(0), __cpuid(1));
-    let mut name = [0u8; 12];
-    for (bytes, register) in name.chunks_mut(4).zip([vendor.ebx, vendor.edx, vendor.ecx]) {
-        bytes.copy_from_slice(&register.to_le_bytes());
-    }
-    amd_family_0x19(&name, signature.eax)
-}
-
-/// Whether cpuid's vendor string and leaf-1 signature are an AMD family 0x19 CPU: base family
-/// 0xF plus the extended family (bits 20-27).
-fn amd_family_0x19(vendor: &[u8; 12], signature: u32) -> bool {
-    let (family, extended) = ((signature >> 8) & 0xf, (signature >> 20) & 0xff);
-    vendor == b"AuthenticAMD" && family + extended == 0x19
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn is_zen4() -> bool {
     false
 }
 
@@ -622,17 +592,4 @@ unsafe fn tile_product<const R: usize>(tile: &Tile, k: usize, accumulate: bool) 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn tile_product<const R: usize>(_: &Tile, _: usize, _: bool) {
     unreachable!("applies() is false off x86-64")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zen4_is_amd_family_0x19() {
-        // EPYC 9004 (Zen 4), EPYC 9005 (Zen 5, family 0x1A), a Xeon (family 6).
-        assert!(amd_family_0x19(b"AuthenticAMD", 0x00a1_0f11));
-        assert!(!amd_family_0x19(b"AuthenticAMD", 0x00b0_0f20));
-        assert!(!amd_family_0x19(b"GenuineIntel", 0x000c_06f2));
-    }
 }

@@ -73,12 +73,12 @@ pub const MAX_TERMS: usize = 512;
 /// where that rounds as gemm does and is faster, by gemm otherwise; on rayon's threads from a
 /// million multiply-adds on.
 pub fn product(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
-    product_with(dst, lhs, rhs, accumulate, avx512::chosen, Threads::All);
+    product_with(dst, lhs, rhs, accumulate, avx512::applies, Threads::All);
 }
 
 /// [`product`] on the calling thread only: for products inside a parallel loop.
 pub fn product_on_this_thread(dst: &mut [f32], lhs: View, rhs: View, accumulate: bool) {
-    product_with(dst, lhs, rhs, accumulate, avx512::chosen, Threads::One);
+    product_with(dst, lhs, rhs, accumulate, avx512::applies, Threads::One);
 }
 
 /// The threads a product runs on (the same numbers either way).
@@ -176,7 +176,7 @@ pub fn last_chunk_len(k: usize) -> usize {
 /// operands may be read in whatever layout suits the tiles (on gemm's main path each output is
 /// the same sum in order whatever the layout).
 pub fn all_on_avx512(m: usize, n: usize, k: usize) -> bool {
-    avx512::chosen(m, n, chunk_len(k)) && avx512::chosen(m, n, last_chunk_len(k))
+    avx512::applies(m, n, chunk_len(k)) && avx512::applies(m, n, last_chunk_len(k))
 }
 
 /// Whether two results are the same bits, value for value.

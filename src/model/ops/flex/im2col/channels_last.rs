@@ -1,7 +1,7 @@
 //! The weight gradient's patch matrix, channels last: `dW = dy col^T` as a product whose right
 //! operand has contiguous rows, built from the images channels last, where each kernel tap's
 //! input channels are one contiguous copy. Taken where the products do not read the patch
-//! matrix in place (`patch_panels.rs`): gemm's, on CPUs without AVX-512 and on AMD's Zen 4.
+//! matrix in place (`patch_panels.rs`): gemm's, on CPUs without AVX-512.
 //!
 //! The weight gradient comes out with its taps before its input channels, `[out_channels, kh,
 //! kw, in_channels]`, and is put back in burn's order at the end. Each value is the same sum
