@@ -267,7 +267,10 @@ fn eval_child(args: &[String]) -> anyhow::Result<()> {
         let raw = agml::eval::evaluate::read_labels(Path::new(l))?;
         Ok((data, dim, raw.iter().map(|&l| l as usize).collect()))
     };
-    let (data, dim, labels) = read(&args[0], &args[1])?;
+    let [embeddings, labels, ..] = args else {
+        anyhow::bail!("usage: bench eval-child E.npy L.npy [all [G.npy GL.npy]]");
+    };
+    let (data, dim, labels) = read(embeddings, labels)?;
     let all = args.get(2).is_some_and(|a| a == "all");
     let gallery = match (args.get(3), args.get(4)) {
         (Some(g), Some(gl)) => Some(read(g, gl)?),
