@@ -102,12 +102,12 @@ fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numb
     if !slurm_answers() {
         return;
     }
-    // About 75 s of training on one CPU of this project's machines (40 s on the fastest seen);
     // SLURM warns each task 59 s before its 1-minute limit, that is 1 to 31 s after it starts
-    // (slurmctld checks limits every 30 s), so the first task is warned for sure, and each
-    // requeue resumes the cell.
+    // (slurmctld checks limits every 30 s). The cell trains for about 50 s on this machine
+    // (timed first: CPUs differ fivefold between the machines seen), so the first task is warned
+    // for sure, and each requeue resumes the cell.
     let tmp = tempfile::tempdir().unwrap();
-    let m = &synthetic_matrix(tmp.path(), 200);
+    let m = &synthetic_matrix(tmp.path(), epochs_lasting(tmp.path(), 50.0));
     let (slurm, local) = (tmp.path().join("slurm"), tmp.path().join("local"));
     let slurm_s = slurm.to_str().unwrap();
     let out = agml(&[
@@ -164,7 +164,40 @@ fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numb
     assert_eq!(metrics(&slurm), metrics(&local));
 }
 
-/// A synthetic cell of `epochs` epochs of 24 steps (about 0.4 s each on one CPU).
+/// Epochs of the synthetic cell that train for about `seconds` here (at least 200): the
+/// seconds per epoch of a 30-epoch run, from its history (process start left out).
+fn epochs_lasting(dir: &Path, seconds: f64) -> usize {
+    const TIMED: usize = 30;
+    let results = dir.join("timing");
+    let m = synthetic_matrix(dir, TIMED);
+    assert!(
+        agml(&["run", &m, "--results", results.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let run = std::fs::read_dir(results.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let mut rows = history.lines();
+    let column = rows
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|name| name == "seconds")
+        .expect("history.csv has a seconds column");
+    let trained: f64 = rows
+        .map(|row| row.split(',').nth(column).unwrap().parse::<f64>().unwrap())
+        .sum();
+    let epochs = (seconds * TIMED as f64 / trained).ceil() as usize;
+    eprintln!("{TIMED} epochs trained in {trained:.1} s here: {epochs} epochs for {seconds} s");
+    epochs.max(200)
+}
+
+/// A synthetic cell of `epochs` epochs of 24 steps (0.06-0.4 s each on the machines seen).
 fn synthetic_matrix(dir: &Path, epochs: usize) -> String {
     let matrix = dir.join(format!("synthetic-{epochs}.toml"));
     std::fs::write(
