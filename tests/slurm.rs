@@ -151,17 +151,15 @@ fn a_cell_past_its_time_limit_is_warned_requeued_and_finishes_with_the_same_numb
             .status
             .success()
     );
-    let metrics = |store: &Path| {
-        let runs = store.join("runs");
-        let run = std::fs::read_dir(&runs)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        std::fs::read_to_string(run.join("metrics.json")).unwrap()
-    };
+    let metrics =
+        |store: &Path| std::fs::read_to_string(only_run(store).join("metrics.json")).unwrap();
     assert_eq!(metrics(&slurm), metrics(&local));
+}
+
+/// The folder of the one run a store of one cell holds.
+fn only_run(results: &Path) -> std::path::PathBuf {
+    let mut runs = std::fs::read_dir(results.join("runs")).unwrap();
+    runs.next().unwrap().unwrap().path()
 }
 
 /// Epochs of the synthetic cell that train for about `seconds` here (at least 200): the
@@ -175,13 +173,7 @@ fn epochs_lasting(dir: &Path, seconds: f64) -> usize {
             .status
             .success()
     );
-    let run = std::fs::read_dir(results.join("runs"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let history = std::fs::read_to_string(only_run(&results).join("history.csv")).unwrap();
     let mut rows = history.lines();
     let column = rows
         .next()
