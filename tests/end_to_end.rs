@@ -258,6 +258,45 @@ fn the_same_cell_twice_gives_the_same_numbers() {
 }
 
 #[test]
+fn a_set_override_makes_its_own_cells_that_plan_and_run_with_it_find() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let smoke = repo("experiments/smoke.toml");
+    let with = |verb: &str, extra: &[&str]| {
+        let mut args = vec![verb, smoke.to_str().unwrap(), "--results"];
+        args.push(results.to_str().unwrap());
+        args.extend_from_slice(extra);
+        agml(&args)
+    };
+    let one_epoch = ["--only", "head=none", "--set", "defaults.epochs=1"];
+    assert!(with("run", &one_epoch).status.success());
+    let dirs = run_dirs(&results);
+    assert_eq!(dirs.len(), 1);
+    let cell = std::fs::read_to_string(dirs[0].join("cell.toml")).unwrap();
+    assert!(cell.contains("epochs = 1\n"), "{cell}");
+
+    let plan = |extra: &[&str]| {
+        let out = with("plan", &[extra, &["--json"]].concat());
+        assert!(out.status.success());
+        let cells: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let status = |c: &serde_json::Value| c["status"].as_str().unwrap().to_string();
+        cells
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(status)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(plan(&one_epoch), ["done"]);
+    assert_eq!(
+        plan(&["--only", "head=none"]),
+        ["pending"],
+        "the file's own cell"
+    );
+    assert!(stdout(&with("run", &one_epoch)).contains("nothing to do"));
+}
+
+#[test]
 fn bad_input_exits_2_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("results");
@@ -293,6 +332,23 @@ fn bad_input_exits_2_and_writes_nothing() {
         "colour=red",
     ]);
     assert_eq!(only.status.code(), Some(2));
+
+    // A bad `--set`: exit 2 naming the argument, nothing written.
+    let set = agml(&[
+        "run",
+        repo("experiments/smoke.toml").to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+        "--set",
+        "defaults.epochs=many",
+    ]);
+    assert_eq!(set.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&set.stderr);
+    assert!(
+        stderr.contains("--set defaults.epochs=many: `epochs`"),
+        "{stderr}"
+    );
+    assert!(!results.exists(), "a bad --set wrote to the store");
 
     // Embeddings with a NaN: exit 2 naming the file and the row, no metrics printed.
     let (e, l) = (tmp.path().join("e.npy"), tmp.path().join("l.npy"));

@@ -73,10 +73,29 @@ pub fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode
     }
 }
 
+/// A matrix file and the settings `--set` changes in it.
+#[derive(clap::Args)]
+pub struct MatrixArg {
+    matrix: std::path::PathBuf,
+    /// Change a setting of the matrix for this command, as if the file said so (the cells and
+    /// their hashes change with it): dotted.key=TOML_VALUE, e.g. defaults.epochs=2,
+    /// axes.seed=[0,1], datasets.cub.root=/data/CUB_200_2011 (a bare word is a string).
+    /// Repeat for more; the last of two on one key wins.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<agml::matrix::Override>,
+}
+
+impl MatrixArg {
+    fn load(&self) -> anyhow::Result<Matrix> {
+        Matrix::load_with(&self.matrix, &self.set)
+    }
+}
+
 /// A matrix, the cells selected of it, and the store: what `plan` and `run` start from.
 #[derive(clap::Args)]
 pub struct Selected {
-    matrix: std::path::PathBuf,
+    #[command(flatten)]
+    matrix: MatrixArg,
     /// Select cells: KEY=VAL[,KEY=VAL..] over the axes; repeat to add selections.
     #[arg(long)]
     only: Vec<String>,
@@ -87,7 +106,7 @@ pub struct Selected {
 impl Selected {
     /// The loaded matrix, the selection and the store.
     fn load(&self) -> anyhow::Result<(Matrix, agml::matrix::CellFilter, agml::store::RunStore)> {
-        let matrix = Matrix::load(&self.matrix)?;
+        let matrix = self.matrix.load()?;
         let filter = agml::matrix::CellFilter::parse(&self.only)?;
         Ok((matrix, filter, agml::store::RunStore::new(&self.results)))
     }

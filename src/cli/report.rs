@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agml::matrix::Matrix;
 use agml::report::write_report;
 use agml::store::RunStore;
 
 #[derive(clap::Args)]
 pub struct Args {
-    matrix: PathBuf,
+    #[command(flatten)]
+    matrix: super::MatrixArg,
     #[arg(long, default_value = "results")]
     results: PathBuf,
     #[arg(long, default_value = "paper")]
@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let matrix = Matrix::load(&args.matrix)?;
+    let matrix = args.matrix.load()?;
     let report = write_report(&matrix, &RunStore::new(&args.results), &args.out)?;
     print!("{}", report.main.to_markdown());
     for path in report.written {

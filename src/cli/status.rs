@@ -12,7 +12,8 @@ use agml::store::{RunState, RunStore, utc_now};
 
 #[derive(clap::Args)]
 pub struct Args {
-    matrix: PathBuf,
+    #[command(flatten)]
+    matrix: super::MatrixArg,
     #[arg(long, default_value = "results")]
     results: PathBuf,
     #[arg(long, conflicts_with = "watch")]
@@ -32,7 +33,7 @@ fn on_slurm(queue: &HashMap<String, QueueState>, entry: &PlanEntry) -> Option<Qu
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let matrix = Matrix::load(&args.matrix)?;
+    let matrix = args.matrix.load()?;
     let store = RunStore::new(&args.results);
     if let Some(seconds) = args.watch {
         return watch(&matrix, &store, Duration::from_secs(seconds.max(1)));

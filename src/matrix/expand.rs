@@ -222,7 +222,7 @@ fn check_rule(result: Result<(), Invalid>, layer: &Layer, src: &Source) -> Resul
         return Ok(());
     };
     Err(match invalid.keys.iter().find_map(|key| layer.span(key)) {
-        Some(span) => BadInput::at(src.path, src.text, span.start, invalid.message),
+        Some(span) => src.at(span.start, invalid.message),
         None => BadInput::new(format!(
             "{}: {} (built-in defaults)",
             src.path.display(),
@@ -411,8 +411,9 @@ fn resolve_dataset(
                 .find(|k| table.span(k).is_some())
             {
                 let span = table.span(key).expect("found");
-                let message = format!("`{key}`: the synthetic set is generated and has no folds");
-                return Err(BadInput::at(src.path, src.text, span.start, message));
+                let message =
+                    format!("`{key}`: the synthetic set is generated in memory: no root, no folds");
+                return Err(src.at(span.start, message));
             }
             let config: SyntheticConfig = resolve_params(&params, &[], src)?;
             check_rule(config.check(), &params, src)?;
@@ -440,10 +441,7 @@ fn resolve_dataset(
     };
     if config.validation() == Validation::None {
         let span = params.span("validation").unwrap_or_else(|| name.span());
-        return Err(BadInput::at(
-            src.path,
-            src.text,
-            span.start,
+        return Err(src.at(span.start,
             "validation = \"none\" is the test-selected protocol: list it on the protocol axis ([axes] protocol = [\"held-out\", \"test-selected\"])",
         ));
     }
@@ -503,9 +501,7 @@ fn resolve_own(
     };
     let content = place.content(photo.validation)?;
     if let (true, Some(folds)) = (content.has_validation, table.span("folds")) {
-        return Err(BadInput::at(
-            src.path,
-            src.text,
+        return Err(src.at(
             folds.start,
             "the data lists its own validation split (validation rows or folder), which \
              replaces a carved one: folds would train the same model k times",

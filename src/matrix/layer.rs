@@ -66,9 +66,7 @@ impl Layer {
         src: &Source,
     ) -> Result<(), BadInput> {
         match self.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
-            Some((key, value)) => Err(BadInput::at(
-                src.path,
-                src.text,
+            Some((key, value)) => Err(src.at(
                 value.span().start,
                 format!("unknown {what} `{key}` (known: {})", known.join(", ")),
             )),
@@ -287,10 +285,7 @@ mod tests {
     const TEXT: &str = "[a]\nepochs = 3\nlr = 0.5\n[a.train]\nlr = 1.0\n[b]\nlr = 0.25\n";
 
     fn src(text: &str) -> Source<'_> {
-        Source {
-            path: Path::new("m.toml"),
-            text,
-        }
+        Source::new(Path::new("m.toml"), text, &[])
     }
 
     #[test]

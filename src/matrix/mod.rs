@@ -5,6 +5,7 @@ mod expand;
 pub mod filter;
 pub mod hash;
 pub(crate) mod layer;
+pub mod overrides;
 pub(crate) mod schema;
 mod source;
 
@@ -17,6 +18,7 @@ use crate::error::BadInput;
 use crate::train::RunConfig;
 pub use axis::{Axis, AxisValues};
 pub use filter::{CellFilter, Selection};
+pub use overrides::Override;
 
 /// A loaded matrix: its cells, in expansion order.
 #[derive(Debug)]
@@ -51,22 +53,36 @@ impl Matrix {
     /// Reads, validates and expands a matrix file. Bad input is a [`BadInput`] naming the file,
     /// line and column.
     pub fn load(path: &Path) -> anyhow::Result<Matrix> {
+        Self::load_with(path, &[])
+    }
+
+    /// [`Self::load`] with `--set` overrides laid on the file before it is validated.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> anyhow::Result<Matrix> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             BadInput::new(format!("{}: cannot read the matrix: {e}", path.display()))
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, overrides)
     }
 
     /// Validates and expands matrix text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> anyhow::Result<Matrix> {
-        let file: schema::MatrixFile = toml::from_str(text).map_err(|e| {
+        Self::parse_with(path, text, &[])
+    }
+
+    /// [`Self::parse`] with `--set` overrides.
+    pub fn parse_with(path: &Path, text: &str, overrides: &[Override]) -> anyhow::Result<Matrix> {
+        let src = source::Source::new(path, text, overrides);
+        let error = |e: toml::de::Error| {
             let message = e.message().trim_end().to_string();
             match e.span() {
-                Some(span) => BadInput::at(path, text, span.start, message),
+                Some(span) => src.at(span.start, message),
                 None => BadInput::new(format!("{}: {message}", path.display())),
             }
-        })?;
-        let src = source::Source { path, text };
+        };
+        let table = toml::de::DeTable::parse(&src.text.text).map_err(error)?;
+        let table = (src.text.apply(table)).map_err(|(offset, message)| src.at(offset, message))?;
+        let file =
+            schema::MatrixFile::deserialize(toml::de::Deserializer::from(table)).map_err(error)?;
         let expansion = expand::expand(&file, &src)?;
         let name = match &file.name {
             Some(name) => {
@@ -77,13 +93,12 @@ impl Matrix {
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
                     && !name.get_ref().starts_with('.');
                 if !valid {
-                    return Err(BadInput::at(
-                        path,
-                        text,
-                        name.span().start,
-                        "name must be letters, digits, '-', '_' or '.' (it names report files)",
-                    )
-                    .into());
+                    return Err(src
+                        .at(
+                            name.span().start,
+                            "name must be letters, digits, '-', '_' or '.' (it names report files)",
+                        )
+                        .into());
                 }
                 name.get_ref().clone()
             }
