@@ -15,6 +15,7 @@ use agml::schedule::gc::{
     Garbage, NamedCell, RunInfo, archive_garbage, delete_garbage, describe, find_garbage,
 };
 use agml::store::RunStore;
+use agml::store::settings::shown;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -92,7 +93,7 @@ fn list(args: &Args, runs: &[RunInfo], garbage: &Garbage) {
         "{} runs that no matrix in {} names ({}):",
         runs.len(),
         args.experiments.display(),
-        size(bytes)
+        super::size(bytes)
     );
     for run in runs {
         let hash = run.dir.file_name().unwrap_or_default().to_string_lossy();
@@ -101,7 +102,7 @@ fn list(args: &Args, runs: &[RunInfo], garbage: &Garbage) {
             "  {:.12}  {:<10} {:>9}  {:>7} old  {}",
             hash,
             run.state,
-            size(run.bytes),
+            super::size(run.bytes),
             age,
             run.values
         );
@@ -110,7 +111,7 @@ fn list(args: &Args, runs: &[RunInfo], garbage: &Garbage) {
                 let changes: Vec<String> = closest
                     .changes
                     .iter()
-                    .map(|(key, ours, theirs)| format!("{key} {ours} (now {theirs})"))
+                    .map(|c| format!("{} {} (now {})", c.key, shown(&c.a), shown(&c.b)))
                     .collect();
                 let cell = if closest.values == run.values {
                     "the same cell".to_string()
@@ -172,15 +173,6 @@ fn capitalised(text: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
-}
-
-fn size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
 }
 
 fn age(age: Duration) -> String {

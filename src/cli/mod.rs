@@ -2,12 +2,14 @@
 
 mod check;
 mod compare;
+mod diff;
 mod evaluate;
 mod gc;
 mod plan;
 mod report;
 mod run;
 mod run_cell;
+mod show;
 mod status;
 mod verify;
 
@@ -55,6 +57,11 @@ pub enum Command {
     /// Compare two stores of one matrix: per cell the test metrics, per table whether each
     /// conclusion holds in both (exit 1 naming the first that does not).
     Compare(compare::Args),
+    /// One run named by a prefix of its hash: its state, metrics, provenance, settings and
+    /// files.
+    Show(show::Args),
+    /// Two runs side by side: the settings that differ and the metric deltas.
+    Diff(diff::Args),
 }
 
 /// Runs one verb.
@@ -70,6 +77,8 @@ pub fn execute(command: Command, progress: &Progress) -> anyhow::Result<ExitCode
         Command::Evaluate(args) => evaluate::run(args),
         Command::Report(args) => report::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }
 
@@ -117,6 +126,16 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("`{text}` is not a whole number >= 1")),
+    }
+}
+
+/// A size in bytes as people read it (`12.3 MiB`).
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod compare;
 pub mod figures;
 pub mod index;
+pub mod run_detail;
 pub mod runs;
 pub mod table;
 

@@ -1,12 +1,13 @@
 //! Garbage: run folders that no matrix names any more, and temp files left by killed writers.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::store::settings::{self, Change, axis_values, differences, flatten};
 use crate::store::{RunFile, RunStore};
 
 /// What `agml gc` would remove.
@@ -89,8 +90,8 @@ pub struct RunInfo {
 pub struct Closest {
     pub matrix: PathBuf,
     pub values: String,
-    /// (key, the run's value, the cell's value), `-` for a key one side lacks.
-    pub changes: Vec<(String, String, String)>,
+    /// Each setting that differs: the run's value (`a`), the cell's (`b`).
+    pub changes: Vec<Change>,
 }
 
 /// Most values in which a named cell may differ from a run and still be called like it.
@@ -114,11 +115,7 @@ pub fn describe(dir: &Path, named: &[NamedCell]) -> anyhow::Result<RunInfo> {
     } else {
         "unfinished"
     };
-    let config = fs::read_to_string(dir.join(RunFile::Cell.name()))
-        .ok()
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .map(toml::Value::Table);
-    let (values, closest) = match config.map(|config| flatten(&config)) {
+    let (values, closest) = match settings::read(dir) {
         None => ("no readable cell.toml".to_string(), None),
         Some(ours) => {
             let closest = named
@@ -160,64 +157,6 @@ fn size_and_newest(dir: &Path) -> anyhow::Result<(u64, Option<std::time::SystemT
         newest = newest.max(modified);
     }
     Ok((bytes, newest))
-}
-
-/// A configuration's leaves by dotted key (`loss.margin` -> `0.2`).
-fn flatten(value: &toml::Value) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
-        match value {
-            toml::Value::Table(table) => {
-                for (key, value) in table {
-                    let key = match prefix {
-                        "" => key.clone(),
-                        _ => format!("{prefix}.{key}"),
-                    };
-                    walk(&key, value, out);
-                }
-            }
-            leaf => {
-                out.insert(prefix.to_string(), leaf.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk("", value, &mut out);
-    out
-}
-
-/// (key, ours, theirs) for every key whose value differs or that one side lacks.
-fn differences(
-    ours: &BTreeMap<String, String>,
-    theirs: &BTreeMap<String, String>,
-) -> Vec<(String, String, String)> {
-    let keys: BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
-    let value = |map: &BTreeMap<String, String>, key: &String| {
-        map.get(key).cloned().unwrap_or_else(|| "-".into())
-    };
-    keys.into_iter()
-        .filter(|key| ours.get(*key) != theirs.get(*key))
-        .map(|key| (key.clone(), value(ours, key), value(theirs, key)))
-        .collect()
-}
-
-/// The axis values of a flattened cell.toml, as `agml status` writes them.
-fn axis_values(config: &BTreeMap<String, String>) -> String {
-    let get = |key: &str| {
-        config
-            .get(key)
-            .map(|v| v.trim_matches('"').to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    format!(
-        "{} {} {} {} D={} P={} seed={}",
-        get("dataset.name"),
-        get("backbone.name"),
-        get("head"),
-        get("loss.name"),
-        get("embedding_size"),
-        get("groups"),
-        get("seed")
-    )
 }
 
 /// Removes what `find_garbage` found; a run some process started writing since is kept.
@@ -377,10 +316,8 @@ mod tests {
         );
         let closest = info.closest.expect("a close cell");
         assert_eq!(closest.values, "seed 0");
-        assert_eq!(
-            closest.changes,
-            vec![("train.epochs".to_string(), "2".to_string(), "3".to_string())]
-        );
+        let changes: Vec<String> = closest.changes.iter().map(Change::arrow).collect();
+        assert_eq!(changes, ["train.epochs 2 -> 3"]);
         // Nothing alike: no closest cell.
         let far = NamedCell {
             config: toml::toml! { other = 1 }.into(),

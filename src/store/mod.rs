@@ -3,9 +3,11 @@
 
 pub mod atomic;
 pub mod checksum;
+pub mod find;
 pub mod lock;
 pub mod manifest;
 pub mod run_files;
+pub mod settings;
 pub mod verify;
 
 use std::collections::BTreeMap;
