@@ -14,7 +14,8 @@ use std::str::FromStr;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// The table the overrides are parsed under (a matrix never has it: its schema denies it).
+/// The table the overrides are parsed under (a file that has it too fails to parse, as a
+/// duplicate; alone, the schema refuses it).
 const TABLE: &str = "__agml_set__";
 
 /// One `--set KEY=VALUE`.
@@ -128,11 +129,14 @@ impl<'a> WithOverrides<'a> {
         &self,
         mut root: Spanned<DeTable<'i>>,
     ) -> Result<Spanned<DeTable<'i>>, (usize, String)> {
-        let Some(set) = root.get_mut().remove(TABLE) else {
+        // Without overrides the text is the file's, which may have any key (the schema
+        // refuses it later, with its line).
+        if self.overrides.is_empty() {
             return Ok(root);
-        };
+        }
+        let set = (root.get_mut().remove(TABLE)).expect("the overrides' table is parsed");
         let DeValue::Table(mut set) = set.into_inner() else {
-            unreachable!("[{TABLE}] is a table")
+            unreachable!("[{TABLE}] is a table: a file's own key of that name is a duplicate")
         };
         for (i, o) in self.overrides.iter().enumerate() {
             let chain = set
@@ -282,6 +286,13 @@ samples_per_class = 2
         let broken = FILE.replace("epochs = 3", "epochs = \"three\"");
         let e = error(&broken, &["axes.seed=[1]"]);
         assert!(e.starts_with("m.toml:10:10: `epochs`"), "{e}");
+    }
+
+    #[test]
+    fn a_file_with_the_overrides_table_is_refused_not_a_panic() {
+        let own = format!("__agml_set__ = 1\n{FILE}");
+        assert!(error(&own, &[]).contains("unknown field `__agml_set__`"));
+        assert!(error(&own, &["seed=1"]).starts_with("m.toml: --set"));
     }
 
     #[test]
