@@ -21,6 +21,9 @@ pub struct Args {
     /// The matrix whose cells and tables are compared (without it: every run done in both
     /// stores, by hash, and no table conclusions).
     matrix: Option<PathBuf>,
+    /// Change a setting of MATRIX, as `run --set` did when the stores were made.
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "matrix")]
+    set: Vec<agml::matrix::Override>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -36,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stores = [RunStore::new(&args.store_a), RunStore::new(&args.store_b)];
     let (name, comparison) = match &args.matrix {
         Some(path) => {
-            let matrix = Matrix::load(path)?;
+            let matrix = Matrix::load_with(path, &args.set)?;
             let comparison = compare(&matrix, &stores[0], &stores[1])?;
             (matrix.name, comparison)
         }
