@@ -67,10 +67,12 @@ impl RunDetail {
                 serde_json::to_value(table).unwrap_or_default()
             });
         let settings = settings::read(&dir).unwrap_or_default();
-        let metrics = match manifest {
-            Some(_) => Some(read_json(&dir.join(RunFile::Metrics.name()))?),
-            None => None,
-        };
+        // A finished run's; one whose metrics.json went missing lists it under the files the
+        // manifest has and the folder lacks.
+        let metrics = manifest.as_ref().and_then(|_| {
+            let text = fs::read_to_string(dir.join(RunFile::Metrics.name())).ok()?;
+            serde_json::from_str(&text).ok()
+        });
         let history_epochs = fs::read_to_string(dir.join(RunFile::History.name()))
             .map_or(0, |text| text.lines().count().saturating_sub(1));
         Ok(RunDetail {
@@ -110,11 +112,6 @@ fn reading_order(name: &str) -> (usize, u64, String) {
         .position(|m| *m == name)
         .unwrap_or(4);
     (1 + place, 0, name.to_string())
-}
-
-fn read_json(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// The files of a run folder with their sizes and, for a finished run, their checksums, and
