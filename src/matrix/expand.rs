@@ -441,9 +441,9 @@ fn resolve_dataset(
     };
     if config.validation() == Validation::None {
         let span = params.span("validation").unwrap_or_else(|| name.span());
-        return Err(src.at(span.start,
-            "validation = \"none\" is the test-selected protocol: list it on the protocol axis ([axes] protocol = [\"held-out\", \"test-selected\"])",
-        ));
+        let message = "validation = \"none\" is the test-selected protocol: list it on the \
+                       protocol axis ([axes] protocol = [\"held-out\", \"test-selected\"])";
+        return Err(src.at(span.start, message));
     }
     let (root, table_path) = match place {
         Some(own) => own,
