@@ -31,7 +31,8 @@ impl RunStore {
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(BadInput::new(format!(
-                "{}: no run starts with {prefix}",
+                "{}: no run starts with {prefix} (a cell has a folder once it starts; \
+                 `agml plan MATRIX --json` shows a pending cell's configuration)",
                 self.root().display()
             ))),
             n => {
@@ -82,7 +83,7 @@ mod tests {
         assert_eq!(store.find_run(&a).unwrap(), a);
         let error = |prefix: &str| store.find_run(prefix).unwrap_err().to_string();
         let none = error("abcde0");
-        assert!(none.ends_with("no run starts with abcde0"), "{none}");
+        assert!(none.contains("no run starts with abcde0 ("), "{none}");
         let short = error("abcde");
         assert!(short.contains("6 to 64 hex digits"), "{short}");
         assert!(error("abcdeg").contains("hex digits"));
