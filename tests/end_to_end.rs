@@ -293,6 +293,17 @@ fn a_set_override_makes_its_own_cells_that_plan_and_run_with_it_find() {
         ["pending"],
         "the file's own cell"
     );
+    // The run's hash names its cell among the matrix's (as `plan` prints 12 digits of it).
+    let hash = dirs[0].file_name().unwrap().to_str().unwrap().to_string();
+    let by_hash = format!("hash={}", &hash[..12]);
+    assert_eq!(
+        plan(&["--only", &by_hash, "--set", "defaults.epochs=1"]),
+        ["done"]
+    );
+    assert!(
+        plan(&["--only", &by_hash]).is_empty(),
+        "not a cell of the file as it is"
+    );
     assert!(stdout(&with("run", &one_epoch)).contains("nothing to do"));
 }
 

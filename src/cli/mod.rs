@@ -105,7 +105,8 @@ impl MatrixArg {
 pub struct Selected {
     #[command(flatten)]
     matrix: MatrixArg,
-    /// Select cells: KEY=VAL[,KEY=VAL..] over the axes; repeat to add selections.
+    /// Select cells: KEY=VAL[,KEY=VAL..] over the axes (or hash=PREFIX, 6+ hex digits); repeat
+    /// to add selections.
     #[arg(long)]
     only: Vec<String>,
     #[arg(long, default_value = "results")]

@@ -27,11 +27,15 @@ impl Selection {
 
 /// `--only` selections: a cell is selected when any one selection matches it. Within a
 /// selection (`head=attentive,groups=4`) every key must match; a key given twice
-/// (`groups=2,groups=4`) matches either value.
+/// (`groups=2,groups=4`) matches either value. Besides the axes, `hash=01337e` selects the
+/// cell whose hash starts with those digits (what `plan`, `status` and `show` print).
 #[derive(Debug, Clone, Default)]
 pub struct CellFilter {
-    selections: Vec<Selection>,
+    selections: Vec<(Selection, Vec<String>)>,
 }
+
+/// The fewest hex digits of a `hash=` selection (as `show` takes).
+const HASH_DIGITS: usize = 6;
 
 impl CellFilter {
     /// Parses `--only` arguments; an unknown key is bad input listing the axes.
@@ -39,27 +43,48 @@ impl CellFilter {
         let names: Vec<&str> = Axis::ALL.iter().map(|a| a.name()).collect();
         let mut selections = Vec::new();
         for arg in args {
-            let mut selection = Selection::default();
+            let (mut selection, mut hashes) = (Selection::default(), Vec::new());
             for pair in arg.split(',').filter(|p| !p.trim().is_empty()) {
                 let (key, value) = pair.split_once('=').ok_or_else(|| {
                     BadInput::new(format!("--only {arg}: `{pair}` is not KEY=VALUE"))
                 })?;
-                let axis = Axis::named(key.trim()).ok_or_else(|| {
+                let (key, value) = (key.trim(), value.trim());
+                if key == "hash" {
+                    hashes.push(hash_prefix(arg, value)?);
+                    continue;
+                }
+                let axis = Axis::named(key).ok_or_else(|| {
                     BadInput::new(format!(
-                        "--only {arg}: `{}` is not an axis (axes: {})",
-                        key.trim(),
+                        "--only {arg}: `{key}` is not an axis (axes: {}; or hash)",
                         names.join(", ")
                     ))
                 })?;
-                selection.allow(axis, value.trim().to_string());
+                selection.allow(axis, value.to_string());
             }
-            selections.push(selection);
+            selections.push((selection, hashes));
         }
         Ok(CellFilter { selections })
     }
 
-    /// True when no selection was given or one of them matches.
-    pub fn matches(&self, values: &AxisValues) -> bool {
-        self.selections.is_empty() || self.selections.iter().any(|s| s.matches(values))
+    /// True when no selection was given or one of them matches the cell with `values` and
+    /// `hash`.
+    pub fn matches(&self, values: &AxisValues, hash: &str) -> bool {
+        self.selections.is_empty()
+            || (self.selections.iter()).any(|(selection, hashes)| {
+                selection.matches(values)
+                    && (hashes.is_empty() || hashes.iter().any(|h| hash.starts_with(h.as_str())))
+            })
     }
+}
+
+/// A `hash=` value: at least [`HASH_DIGITS`] hex digits, lowercased.
+fn hash_prefix(arg: &str, value: &str) -> Result<String, BadInput> {
+    let prefix = value.to_ascii_lowercase();
+    let hex = prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex || prefix.len() < HASH_DIGITS || prefix.len() > 64 {
+        return Err(BadInput::new(format!(
+            "--only {arg}: hash={value}: a cell is named by {HASH_DIGITS} to 64 hex digits of its hash"
+        )));
+    }
+    Ok(prefix)
 }

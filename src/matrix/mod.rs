@@ -122,7 +122,7 @@ impl Matrix {
     pub fn select(&self, filter: &CellFilter) -> Vec<&PlannedCell> {
         self.cells
             .iter()
-            .filter(|c| filter.matches(&c.values))
+            .filter(|c| filter.matches(&c.values, &c.hash))
             .collect()
     }
 }

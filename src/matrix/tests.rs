@@ -212,6 +212,23 @@ fn only_filters_by_axis_values() {
     assert_eq!(pick(&["head=none", "groups=4,seed=1"]), 3);
     let unknown = CellFilter::parse(&["colour=red".to_string()]).unwrap_err();
     assert!(unknown.message.contains("not an axis") && unknown.message.contains("groups"));
+    // A hash prefix names one cell; with axes, both must match.
+    let hash = m.cells[3].hash.clone();
+    let by_hash = format!("hash={}", hash[..8].to_uppercase());
+    let picked = m.select(&CellFilter::parse(std::slice::from_ref(&by_hash)).unwrap());
+    assert_eq!(picked.iter().map(|c| &c.hash).collect::<Vec<_>>(), [&hash]);
+    let head = m.cells[3].values.head;
+    let other = if head == HeadKind::None {
+        "attentive"
+    } else {
+        "none"
+    };
+    assert_eq!(pick(&[&format!("{by_hash},head={other}")]), 0);
+    assert_eq!(pick(&[&format!("{by_hash},head={head}")]), 1);
+    for bad in ["hash=12345", "hash=xyzxyz"] {
+        let e = CellFilter::parse(&[bad.to_string()]).unwrap_err();
+        assert!(e.message.contains("6 to 64 hex digits"), "{}", e.message);
+    }
 }
 
 #[test]
