@@ -3,6 +3,7 @@
 
 use super::axis::{Axis, AxisValues};
 use crate::error::BadInput;
+use crate::store::find::{MIN_PREFIX, hash_prefix};
 
 /// Axis -> allowed values; a cell matches when every listed axis has one of its values.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,9 +35,6 @@ pub struct CellFilter {
     selections: Vec<(Selection, Vec<String>)>,
 }
 
-/// The fewest hex digits of a `hash=` selection (as `show` takes).
-const HASH_DIGITS: usize = 6;
-
 impl CellFilter {
     /// Parses `--only` arguments; an unknown key is bad input listing the axes.
     pub fn parse(args: &[String]) -> Result<CellFilter, BadInput> {
@@ -50,7 +48,11 @@ impl CellFilter {
                 })?;
                 let (key, value) = (key.trim(), value.trim());
                 if key == "hash" {
-                    hashes.push(hash_prefix(arg, value)?);
+                    hashes.push(hash_prefix(value).ok_or_else(|| {
+                        BadInput::new(format!(
+                            "--only {arg}: hash={value}: a cell is named by {MIN_PREFIX} to 64 hex digits of its hash"
+                        ))
+                    })?);
                     continue;
                 }
                 let axis = Axis::named(key).ok_or_else(|| {
@@ -75,16 +77,4 @@ impl CellFilter {
                     && (hashes.is_empty() || hashes.iter().any(|h| hash.starts_with(h.as_str())))
             })
     }
-}
-
-/// A `hash=` value: at least [`HASH_DIGITS`] hex digits, lowercased.
-fn hash_prefix(arg: &str, value: &str) -> Result<String, BadInput> {
-    let prefix = value.to_ascii_lowercase();
-    let hex = prefix.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex || prefix.len() < HASH_DIGITS || prefix.len() > 64 {
-        return Err(BadInput::new(format!(
-            "--only {arg}: hash={value}: a cell is named by {HASH_DIGITS} to 64 hex digits of its hash"
-        )));
-    }
-    Ok(prefix)
 }

@@ -14,12 +14,11 @@ impl RunStore {
     /// [`MIN_PREFIX`] hex digits, either case). Bad input when the prefix is too short, names
     /// no run, or names several (each listed with its axis values).
     pub fn find_run(&self, prefix: &str) -> Result<String, BadInput> {
-        let prefix = prefix.to_ascii_lowercase();
-        if prefix.len() < MIN_PREFIX || prefix.len() > 64 || !is_hex(&prefix) {
-            return Err(BadInput::new(format!(
+        let prefix = hash_prefix(prefix).ok_or_else(|| {
+            BadInput::new(format!(
                 "`{prefix}`: a run is named by {MIN_PREFIX} to 64 hex digits of its hash"
-            )));
-        }
+            ))
+        })?;
         let mut found: Vec<String> = fs::read_dir(self.root().join("runs"))
             .into_iter()
             .flatten()
@@ -51,6 +50,13 @@ impl RunStore {
             }
         }
     }
+}
+
+/// `text` lowercased when it can name a run or cell: [`MIN_PREFIX`] to 64 hex digits.
+pub fn hash_prefix(text: &str) -> Option<String> {
+    let prefix = text.to_ascii_lowercase();
+    let length = (MIN_PREFIX..=64).contains(&prefix.len());
+    (length && is_hex(&prefix)).then_some(prefix)
 }
 
 fn is_hex(text: &str) -> bool {
