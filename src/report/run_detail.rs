@@ -7,8 +7,8 @@ use std::fs;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::store::settings::{self, Change, Settings, axis_values, differences};
-use crate::store::{Failure, Manifest, Provenance, RunFile, RunState, RunStore};
+use crate::store::settings::{Change, Settings, axis_values, differences, flatten};
+use crate::store::{Failure, Manifest, Provenance, RunFile, RunState, RunStore, size_and_newest};
 use crate::train::SEMANTICS;
 
 /// What the store holds for one run.
@@ -60,13 +60,15 @@ impl RunDetail {
             RunState::Interrupted { epochs_done } => (None, None, Some(*epochs_done)),
             RunState::Pending | RunState::Training => (None, None, None),
         };
-        let cell = fs::read_to_string(dir.join(RunFile::Cell.name()))
+        let table = fs::read_to_string(dir.join(RunFile::Cell.name()))
             .ok()
-            .and_then(|text| text.parse::<toml::Table>().ok())
-            .map_or(serde_json::Value::Null, |table| {
-                serde_json::to_value(table).unwrap_or_default()
-            });
-        let settings = settings::read(&dir).unwrap_or_default();
+            .and_then(|text| text.parse::<toml::Table>().ok());
+        let cell = table.as_ref().map_or(serde_json::Value::Null, |table| {
+            serde_json::to_value(table).unwrap_or_default()
+        });
+        let settings = table
+            .map(|t| flatten(&toml::Value::Table(t)))
+            .unwrap_or_default();
         // A finished run's; one whose metrics.json went missing lists it under the files the
         // manifest has and the folder lacks.
         let metrics = manifest.as_ref().and_then(|_| {
@@ -124,10 +126,7 @@ fn files(dir: &std::path::Path, manifest: Option<&Manifest>) -> anyhow::Result<V
         let name = entry.file_name().to_string_lossy().into_owned();
         let meta = entry.metadata()?;
         let bytes = match meta.is_dir() {
-            true => (fs::read_dir(entry.path())?.flatten())
-                .filter_map(|f| f.metadata().ok())
-                .map(|m| m.len())
-                .sum(),
+            true => size_and_newest(&entry.path())?.0,
             false => meta.len(),
         };
         let sha256 = manifest.and_then(|m| m.artifacts.get(&name).cloned());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::store::settings::{self, Change, axis_values, differences, flatten};
-use crate::store::{RunFile, RunStore};
+use crate::store::{RunFile, RunStore, size_and_newest};
 
 /// What `agml gc` would remove.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -139,24 +139,6 @@ pub fn describe(dir: &Path, named: &[NamedCell]) -> anyhow::Result<RunInfo> {
         values,
         closest,
     })
-}
-
-/// The bytes of the files under `dir` (a run's resume state included) and the newest one's
-/// modification time.
-fn size_and_newest(dir: &Path) -> anyhow::Result<(u64, Option<std::time::SystemTime>)> {
-    let (mut bytes, mut newest) = (0, None);
-    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        let (size, modified) = if meta.is_dir() {
-            size_and_newest(&entry.path())?
-        } else {
-            (meta.len(), meta.modified().ok())
-        };
-        bytes += size;
-        newest = newest.max(modified);
-    }
-    Ok((bytes, newest))
 }
 
 /// Removes what `find_garbage` found; a run some process started writing since is kept.

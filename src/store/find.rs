@@ -1,7 +1,5 @@
 //! A run named by a prefix of its hash, as git names commits: `agml show 01337e`.
 
-use std::fs;
-
 use super::RunStore;
 use super::settings::{self, axis_values};
 use crate::error::BadInput;
@@ -19,11 +17,8 @@ impl RunStore {
                 "`{prefix}`: a run is named by {MIN_PREFIX} to 64 hex digits of its hash"
             ))
         })?;
-        let mut found: Vec<String> = fs::read_dir(self.root().join("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
+        let mut found: Vec<String> = self
+            .run_folders()
             .filter(|name| name.len() == 64 && is_hex(name) && name.starts_with(&prefix))
             .collect();
         found.sort();
@@ -66,6 +61,8 @@ fn is_hex(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -68,6 +68,24 @@ fn resume_epochs(dir: &Path) -> usize {
         .map_or(0, |epochs| epochs as usize)
 }
 
+/// The bytes of the files under `dir`, its folders included (a run's resume state) and the newest one's
+/// modification time.
+pub fn size_and_newest(dir: &Path) -> anyhow::Result<(u64, Option<std::time::SystemTime>)> {
+    let (mut bytes, mut newest) = (0, None);
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        let (size, modified) = if meta.is_dir() {
+            size_and_newest(&entry.path())?
+        } else {
+            (meta.len(), meta.modified().ok())
+        };
+        bytes += size;
+        newest = newest.max(modified);
+    }
+    Ok((bytes, newest))
+}
+
 /// A results folder.
 #[derive(Debug, Clone)]
 pub struct RunStore {
@@ -122,15 +140,21 @@ impl RunStore {
 
     /// Hashes of the runs done at `semantics`, sorted (a store read without its matrix).
     pub fn done_runs(&self, semantics: u32) -> Vec<String> {
-        let mut hashes: Vec<String> = fs::read_dir(self.root.join("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
+        let mut hashes: Vec<String> = self
+            .run_folders()
             .filter(|hash| matches!(self.state(hash, semantics), RunState::Done(_)))
             .collect();
         hashes.sort();
         hashes
+    }
+
+    /// The names of the folders under `runs/`, unsorted (none when there is no such folder).
+    fn run_folders(&self) -> impl Iterator<Item = String> {
+        fs::read_dir(self.root.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
     }
 
     /// Starts (or restarts) writing the run `hash`: the folder exists and holds no manifest
